@@ -1,0 +1,383 @@
+//! The key-value semantics of Range, Put, DeleteRange and Txn, shared by the
+//! apply thread (writes, in log order) and by the read path (ranges and
+//! read-only txns served locally): sorting, filtering, limits, compares and
+//! the branch a txn takes, exactly as etcd's applier.
+
+use retcd_api::errors::EtcdError;
+use retcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use retcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
+use retcd_api::etcdserverpb::request_op::Request;
+use retcd_api::etcdserverpb::response_op::Response;
+use retcd_api::etcdserverpb::{
+    Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
+    ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+};
+use retcd_api::mvccpb::{Event, KeyValue};
+use retcd_storage::mvcc::{KvStore, MvccError, RangeOptions, RangeResult, WriteTxn};
+
+use crate::lease::Lessor;
+
+pub fn mvcc_error(e: MvccError) -> EtcdError {
+    match e {
+        MvccError::Compacted => EtcdError::Compacted,
+        MvccError::FutureRev => EtcdError::FutureRev,
+        other => {
+            tracing::error!("storage error: {other}");
+            EtcdError::Corrupt
+        }
+    }
+}
+
+/// Something ranges can be served from: the store pinned at one revision, or
+/// a write transaction (which sees its own changes).
+pub trait KvRead {
+    fn range_kvs(&mut self, key: &[u8], end: &[u8], opts: RangeOptions) -> Result<RangeResult, MvccError>;
+    /// The revision reads without an explicit revision are served at.
+    fn read_rev(&self) -> i64;
+    fn compact_rev(&self) -> i64;
+}
+
+/// The store pinned at the revision current when it was created, so every
+/// read of a read-only txn sees the same state.
+pub struct PinnedRead<'a> {
+    pub store: &'a KvStore,
+    pub rev: i64,
+}
+
+impl<'a> PinnedRead<'a> {
+    pub fn new(store: &'a KvStore) -> Self {
+        PinnedRead { store, rev: store.rev() }
+    }
+}
+
+impl KvRead for PinnedRead<'_> {
+    fn range_kvs(&mut self, key: &[u8], end: &[u8], mut opts: RangeOptions) -> Result<RangeResult, MvccError> {
+        if opts.rev == 0 {
+            opts.rev = self.rev;
+        }
+        self.store.range(key, end, opts)
+    }
+    fn read_rev(&self) -> i64 {
+        self.rev
+    }
+    fn compact_rev(&self) -> i64 {
+        self.store.compact_rev()
+    }
+}
+
+/// A write transaction plus what tells whether it changed anything yet.
+pub struct Writer<'a, 'b> {
+    pub txn: WriteTxn<'a, 'b>,
+    pub store: &'a KvStore,
+    pub changed: bool,
+}
+
+impl KvRead for Writer<'_, '_> {
+    fn range_kvs(&mut self, key: &[u8], end: &[u8], opts: RangeOptions) -> Result<RangeResult, MvccError> {
+        self.txn.range(key, end, opts)
+    }
+    fn read_rev(&self) -> i64 {
+        if self.changed {
+            self.txn.rev()
+        } else {
+            self.txn.rev() - 1
+        }
+    }
+    fn compact_rev(&self) -> i64 {
+        self.store.compact_rev()
+    }
+}
+
+fn header(rev: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader { revision: rev, ..Default::default() })
+}
+
+/// Range with etcd's sorting, filtering, limit and `more` semantics.
+pub fn range(view: &mut dyn KvRead, r: &RangeRequest) -> Result<RangeResponse, EtcdError> {
+    let needs_all = r.sort_order != SortOrder::None as i32
+        || r.min_mod_revision != 0
+        || r.max_mod_revision != 0
+        || r.min_create_revision != 0
+        || r.max_create_revision != 0;
+    let mut limit = if needs_all { 0 } else { r.limit.max(0) as usize };
+    if limit > 0 {
+        // One extra tells whether there is more.
+        limit += 1;
+    }
+    let opts = RangeOptions { rev: r.revision, limit, count_only: r.count_only };
+    let rr = view.range_kvs(&r.key, &r.range_end, opts).map_err(mvcc_error)?;
+    let mut kvs = rr.kvs;
+    if r.max_mod_revision != 0 {
+        kvs.retain(|kv| kv.mod_revision <= r.max_mod_revision);
+    }
+    if r.min_mod_revision != 0 {
+        kvs.retain(|kv| kv.mod_revision >= r.min_mod_revision);
+    }
+    if r.max_create_revision != 0 {
+        kvs.retain(|kv| kv.create_revision <= r.max_create_revision);
+    }
+    if r.min_create_revision != 0 {
+        kvs.retain(|kv| kv.create_revision >= r.min_create_revision);
+    }
+    let mut order = SortOrder::try_from(r.sort_order).unwrap_or(SortOrder::None);
+    let target = SortTarget::try_from(r.sort_target).unwrap_or(SortTarget::Key);
+    if target != SortTarget::Key && order == SortOrder::None {
+        // The store returns key order; any other target sorts ascending by default.
+        order = SortOrder::Ascend;
+    }
+    if order != SortOrder::None {
+        // Stable sorts: equal elements keep key order, as Go's sort does not
+        // promise but etcdctl users observe for keys.
+        match target {
+            SortTarget::Key => kvs.sort_by(|a, b| a.key.cmp(&b.key)),
+            SortTarget::Version => kvs.sort_by_key(|kv| kv.version),
+            SortTarget::Create => kvs.sort_by_key(|kv| kv.create_revision),
+            SortTarget::Mod => kvs.sort_by_key(|kv| kv.mod_revision),
+            SortTarget::Value => kvs.sort_by(|a, b| a.value.cmp(&b.value)),
+        }
+        if order == SortOrder::Descend {
+            kvs.reverse();
+        }
+    }
+    let mut more = false;
+    if r.limit > 0 && kvs.len() > r.limit as usize {
+        kvs.truncate(r.limit as usize);
+        more = true;
+    }
+    if r.keys_only {
+        for kv in &mut kvs {
+            kv.value.clear();
+        }
+    }
+    Ok(RangeResponse { header: header(rr.rev), kvs, more, count: rr.count as i64 })
+}
+
+/// One compare against the kvs in its range (etcd: every kv must satisfy it;
+/// a VALUE compare on no kvs fails; other targets compare a zero kv).
+fn compare(view: &mut dyn KvRead, c: &Compare) -> bool {
+    let Ok(rr) = view.range_kvs(&c.key, &c.range_end, RangeOptions::default()) else {
+        return false;
+    };
+    let target = CompareTarget::try_from(c.target).unwrap_or(CompareTarget::Version);
+    if rr.kvs.is_empty() {
+        if target == CompareTarget::Value {
+            return false;
+        }
+        return compare_kv(c, target, &KeyValue::default());
+    }
+    rr.kvs.iter().all(|kv| compare_kv(c, target, kv))
+}
+
+fn compare_kv(c: &Compare, target: CompareTarget, kv: &KeyValue) -> bool {
+    use std::cmp::Ordering;
+    let ord = match (target, &c.target_union) {
+        (CompareTarget::Value, u) => {
+            let v: &[u8] = match u {
+                Some(TargetUnion::Value(v)) => v,
+                _ => &[],
+            };
+            kv.value.as_slice().cmp(v)
+        }
+        (CompareTarget::Create, u) => {
+            kv.create_revision.cmp(&matches_int(u, |t| matches!(t, TargetUnion::CreateRevision(_))))
+        }
+        (CompareTarget::Mod, u) => kv.mod_revision.cmp(&matches_int(u, |t| matches!(t, TargetUnion::ModRevision(_)))),
+        (CompareTarget::Version, u) => kv.version.cmp(&matches_int(u, |t| matches!(t, TargetUnion::Version(_)))),
+        (CompareTarget::Lease, u) => kv.lease.cmp(&matches_int(u, |t| matches!(t, TargetUnion::Lease(_)))),
+    };
+    match CompareResult::try_from(c.result).unwrap_or(CompareResult::Equal) {
+        CompareResult::Equal => ord == Ordering::Equal,
+        CompareResult::NotEqual => ord != Ordering::Equal,
+        CompareResult::Greater => ord == Ordering::Greater,
+        CompareResult::Less => ord == Ordering::Less,
+    }
+}
+
+/// The integer of a compare's target union when it is of the expected kind
+/// (etcd compares against 0 when the union holds another kind).
+fn matches_int(u: &Option<TargetUnion>, is_kind: impl Fn(&TargetUnion) -> bool) -> i64 {
+    match u {
+        Some(t) if is_kind(t) => match t {
+            TargetUnion::Version(v)
+            | TargetUnion::CreateRevision(v)
+            | TargetUnion::ModRevision(v)
+            | TargetUnion::Lease(v) => *v,
+            TargetUnion::Value(_) => 0,
+        },
+        _ => 0,
+    }
+}
+
+/// The branch each (nested) txn takes, decided up front against the state
+/// before any op runs, as etcd's `compareToPath`.
+pub fn txn_path(view: &mut dyn KvRead, r: &TxnRequest) -> Vec<bool> {
+    let mut path = Vec::new();
+    fill_path(view, r, &mut path);
+    path
+}
+
+fn fill_path(view: &mut dyn KvRead, r: &TxnRequest, path: &mut Vec<bool>) {
+    let ok = r.compare.iter().all(|c| compare(view, c));
+    path.push(ok);
+    for op in branch(r, ok) {
+        if let Some(Request::RequestTxn(t)) = &op.request {
+            fill_path(view, t, path);
+        }
+    }
+}
+
+fn branch(r: &TxnRequest, success: bool) -> &[RequestOp] {
+    if success {
+        &r.success
+    } else {
+        &r.failure
+    }
+}
+
+pub fn is_txn_read_only(r: &TxnRequest) -> bool {
+    r.success.iter().chain(r.failure.iter()).all(|op| match &op.request {
+        Some(Request::RequestRange(_)) | None => true,
+        Some(Request::RequestTxn(t)) => is_txn_read_only(t),
+        Some(_) => false,
+    })
+}
+
+/// Checks the ops on the chosen path before anything runs: leases of puts
+/// must exist, ignore_value/ignore_lease need an existing key, and range
+/// revisions must be servable.
+pub fn check_txn(
+    view: &mut dyn KvRead,
+    r: &TxnRequest,
+    path: &[bool],
+    pos: &mut usize,
+    lessor: Option<&Lessor>,
+) -> Result<(), EtcdError> {
+    let ok = path.get(*pos).copied().unwrap_or(false);
+    *pos += 1;
+    for op in branch(r, ok) {
+        match &op.request {
+            Some(Request::RequestRange(rr)) => check_range_rev(view, rr.revision)?,
+            Some(Request::RequestPut(p)) => {
+                if let Some(lessor) = lessor {
+                    check_put(view, p, lessor)?;
+                }
+            }
+            Some(Request::RequestTxn(t)) => check_txn(view, t, path, pos, lessor)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_range_rev(view: &dyn KvRead, rev: i64) -> Result<(), EtcdError> {
+    if rev > view.read_rev() {
+        return Err(EtcdError::FutureRev);
+    }
+    if rev > 0 && rev < view.compact_rev() {
+        return Err(EtcdError::Compacted);
+    }
+    Ok(())
+}
+
+/// etcd's put preconditions: the lease exists, and ignore_value /
+/// ignore_lease need the key to exist.
+pub fn check_put(view: &mut dyn KvRead, p: &PutRequest, lessor: &Lessor) -> Result<(), EtcdError> {
+    if p.lease != 0 && !lessor.exists(p.lease) {
+        return Err(EtcdError::LeaseNotFound);
+    }
+    if p.ignore_value || p.ignore_lease {
+        let rr = view.range_kvs(&p.key, &[], RangeOptions::default()).map_err(mvcc_error)?;
+        if rr.kvs.is_empty() {
+            return Err(EtcdError::KeyNotFound);
+        }
+    }
+    Ok(())
+}
+
+/// Applies a put whose preconditions were checked; keeps lease attachments
+/// in step with the key.
+pub fn put(w: &mut Writer<'_, '_>, p: &PutRequest, lessor: &Lessor) -> Result<PutResponse, EtcdError> {
+    let mut value = p.value.clone();
+    let mut lease = p.lease;
+    if p.ignore_value || p.ignore_lease || p.prev_kv {
+        let rr = w.range_kvs(&p.key, &[], RangeOptions::default()).map_err(mvcc_error)?;
+        if let Some(prev) = rr.kvs.first() {
+            if p.ignore_value {
+                value = prev.value.clone();
+            }
+            if p.ignore_lease {
+                lease = prev.lease;
+            }
+        }
+    }
+    let prev = w.txn.put(&p.key, &value, lease);
+    w.changed = true;
+    if let Some(prev) = &prev {
+        if prev.lease != 0 && prev.lease != lease {
+            lessor.detach(prev.lease, &p.key);
+        }
+    }
+    if lease != 0 {
+        lessor.attach(lease, &p.key);
+    }
+    Ok(PutResponse { header: header(w.txn.rev()), prev_kv: if p.prev_kv { prev } else { None } })
+}
+
+pub fn delete_range(w: &mut Writer<'_, '_>, d: &DeleteRangeRequest, lessor: &Lessor) -> DeleteRangeResponse {
+    let deleted = w.txn.delete_range(&d.key, &d.range_end);
+    if !deleted.is_empty() {
+        w.changed = true;
+    }
+    for kv in &deleted {
+        if kv.lease != 0 {
+            lessor.detach(kv.lease, &kv.key);
+        }
+    }
+    DeleteRangeResponse {
+        header: header(w.read_rev()),
+        deleted: deleted.len() as i64,
+        prev_kvs: if d.prev_kv { deleted } else { Vec::new() },
+    }
+}
+
+/// Runs the ops of the chosen path. Read-only txns pass `None` for `writer`
+/// and are served from `view` alone.
+pub fn run_txn(w: &mut Writer<'_, '_>, r: &TxnRequest, path: &[bool], pos: &mut usize, lessor: &Lessor) -> TxnResponse {
+    let ok = path.get(*pos).copied().unwrap_or(false);
+    *pos += 1;
+    let mut responses = Vec::with_capacity(branch(r, ok).len());
+    for op in branch(r, ok) {
+        let response = match &op.request {
+            Some(Request::RequestRange(rr)) => {
+                // Checked beforehand; an error here would be a storage failure.
+                let resp = range(w, rr).unwrap_or_default();
+                Some(Response::ResponseRange(resp))
+            }
+            Some(Request::RequestPut(p)) => put(w, p, lessor).ok().map(Response::ResponsePut),
+            Some(Request::RequestDeleteRange(d)) => Some(Response::ResponseDeleteRange(delete_range(w, d, lessor))),
+            Some(Request::RequestTxn(t)) => Some(Response::ResponseTxn(run_txn(w, t, path, pos, lessor))),
+            None => None,
+        };
+        responses.push(ResponseOp { response });
+    }
+    TxnResponse { header: None, succeeded: ok, responses }
+}
+
+/// Serves a read-only txn from a pinned view.
+pub fn run_read_txn(view: &mut dyn KvRead, r: &TxnRequest, path: &[bool], pos: &mut usize) -> TxnResponse {
+    let ok = path.get(*pos).copied().unwrap_or(false);
+    *pos += 1;
+    let mut responses = Vec::new();
+    for op in branch(r, ok) {
+        let response = match &op.request {
+            Some(Request::RequestRange(rr)) => Some(Response::ResponseRange(range(view, rr).unwrap_or_default())),
+            Some(Request::RequestTxn(t)) => Some(Response::ResponseTxn(run_read_txn(view, t, path, pos))),
+            _ => None,
+        };
+        responses.push(ResponseOp { response });
+    }
+    TxnResponse { header: header(view.read_rev()), succeeded: ok, responses }
+}
+
+/// Events of a finished write, for watchers.
+pub type Events = Vec<Event>;

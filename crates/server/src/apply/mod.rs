@@ -1,0 +1,247 @@
+//! The apply thread: applies committed raft entries to the store in log
+//! order, answers the proposer of each, and tells watchers what changed.
+//!
+//! Every entry's changes and the consistent index are staged in one backend
+//! batch (the whole ready's worth of entries shares it), so a backend commit
+//! never holds data without the index that produced it. Replayed entries at or
+//! below the backend's consistent index are skipped: applying is idempotent
+//! across crashes.
+
+pub mod kv;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+use prost::Message as _;
+use raft::eraftpb::{Entry, EntryType};
+use retcd_api::errors::EtcdError;
+use retcd_api::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseRevokeResponse, PutResponse, TxnRequest, TxnResponse,
+};
+use retcd_api::retcdpb::{InternalRequest, LeaseRecord};
+use retcd_storage::backend::{Backend, BatchTx, Table};
+use retcd_storage::mvcc::{Compaction, KvStore};
+use tokio::sync::oneshot;
+
+use crate::lease::Lessor;
+use crate::raft::{ApplyTask, RaftInput};
+use crate::wait::Wait;
+use crate::watch::WatchHub;
+use kv::{KvRead, Writer};
+
+/// The outcome of one applied request, delivered to its proposer.
+pub enum ApplyResult {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    /// `physical` resolves once the compacted records are gone from disk.
+    Compaction(CompactionResponse, oneshot::Receiver<()>),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    Error(EtcdError),
+}
+
+pub struct Applier {
+    pub kv: Arc<KvStore>,
+    pub backend: Arc<Backend>,
+    pub lessor: Arc<Lessor>,
+    pub watch: Arc<WatchHub>,
+    pub wait: Arc<Wait<ApplyResult>>,
+    pub applied: Arc<AtomicU64>,
+    pub applied_tx: tokio::sync::watch::Sender<u64>,
+    pub raft_tx: Sender<RaftInput>,
+    pub snapshot_count: u64,
+    pub last_snapshot_index: u64,
+    pub compactor: Sender<(Compaction, oneshot::Sender<()>)>,
+}
+
+pub fn lease_key(id: i64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+impl Applier {
+    pub fn run(mut self, tasks: Receiver<ApplyTask>) {
+        while let Ok(task) = tasks.recv() {
+            match task {
+                ApplyTask::Entries(entries) => self.apply_entries(entries),
+            }
+        }
+        tracing::debug!("apply thread stopped");
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>) {
+        let (consistent, _) = self.backend.consistent_index();
+        let Some(last) = entries.last() else { return };
+        let (last_index, last_term) = (last.index, last.term);
+        let mut results = Vec::new();
+        {
+            let backend = self.backend.clone();
+            let mut btx = backend.batch_tx();
+            for e in &entries {
+                if e.index <= consistent {
+                    continue;
+                }
+                if let Some(r) = self.apply_entry(&mut btx, e) {
+                    results.push(r);
+                }
+            }
+            btx.set_consistent_index(last_index, last_term);
+        }
+        // Answer proposers only after the batch's writes are visible to
+        // readers and the watch hub, so a client that reads after its write
+        // returns always sees it.
+        for (id, result) in results {
+            self.wait.trigger(id, result);
+        }
+        self.applied.store(last_index, Ordering::Release);
+        self.applied_tx.send_replace(last_index);
+        self.maybe_snapshot(last_index, last_term);
+    }
+
+    fn apply_entry(&mut self, btx: &mut BatchTx<'_>, e: &Entry) -> Option<(u64, ApplyResult)> {
+        if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
+            // Conf changes arrive with clustering; the empty entry a new
+            // leader appends carries nothing to apply.
+            return None;
+        }
+        let req = match InternalRequest::decode(e.data.as_slice()) {
+            Ok(r) => r,
+            Err(err) => {
+                tracing::error!("entry {} is not a request ({err}); skipped", e.index);
+                return None;
+            }
+        };
+        let id = req.header.as_ref().map(|h| h.id).unwrap_or(0);
+        let result = self.apply_request(btx, req);
+        Some((id, result))
+    }
+
+    fn apply_request(&mut self, btx: &mut BatchTx<'_>, req: InternalRequest) -> ApplyResult {
+        if let Some(p) = req.put {
+            let txn = TxnRequest {
+                success: vec![retcd_api::etcdserverpb::RequestOp {
+                    request: Some(retcd_api::etcdserverpb::request_op::Request::RequestPut(p)),
+                }],
+                ..Default::default()
+            };
+            return match self.apply_txn(btx, &txn) {
+                Ok(mut t) => match t.responses.pop().and_then(|r| r.response) {
+                    Some(retcd_api::etcdserverpb::response_op::Response::ResponsePut(p)) => ApplyResult::Put(p),
+                    _ => ApplyResult::Error(EtcdError::KeyNotFound),
+                },
+                Err(e) => ApplyResult::Error(e),
+            };
+        }
+        if let Some(d) = req.delete_range {
+            let mut w = Writer { txn: self.kv.write(btx), store: &self.kv, changed: false };
+            let resp = kv::delete_range(&mut w, &d, &self.lessor);
+            self.finish(w);
+            return ApplyResult::DeleteRange(resp);
+        }
+        if let Some(t) = req.txn {
+            return match self.apply_txn(btx, &t) {
+                Ok(resp) => ApplyResult::Txn(resp),
+                Err(e) => ApplyResult::Error(e),
+            };
+        }
+        if let Some(c) = req.compaction {
+            return self.apply_compaction(btx, &c);
+        }
+        if let Some(g) = req.lease_grant {
+            return self.apply_lease_grant(btx, &g);
+        }
+        if let Some(r) = req.lease_revoke {
+            return match self.revoke_lease(btx, r.id) {
+                Ok(()) => ApplyResult::LeaseRevoke(LeaseRevokeResponse::default()),
+                Err(e) => ApplyResult::Error(e),
+            };
+        }
+        ApplyResult::Error(EtcdError::NotCapable)
+    }
+
+    /// Ends a write transaction and hands its events to the watchers.
+    fn finish(&self, w: Writer<'_, '_>) -> i64 {
+        let rev = w.read_rev();
+        let events = w.txn.end();
+        self.watch.notify(rev, &events);
+        rev
+    }
+
+    fn apply_txn(&mut self, btx: &mut BatchTx<'_>, t: &TxnRequest) -> Result<TxnResponse, EtcdError> {
+        let mut w = Writer { txn: self.kv.write(btx), store: &self.kv, changed: false };
+        let path = kv::txn_path(&mut w, t);
+        if let Err(e) = kv::check_txn(&mut w, t, &path, &mut 0, Some(&self.lessor)) {
+            self.finish(w);
+            return Err(e);
+        }
+        let mut resp = kv::run_txn(&mut w, t, &path, &mut 0, &self.lessor);
+        let rev = self.finish(w);
+        resp.header = Some(retcd_api::etcdserverpb::ResponseHeader { revision: rev, ..Default::default() });
+        Ok(resp)
+    }
+
+    fn apply_compaction(&mut self, btx: &mut BatchTx<'_>, c: &CompactionRequest) -> ApplyResult {
+        match self.kv.compact(btx, c.revision) {
+            Ok(job) => {
+                let (done_tx, done_rx) = oneshot::channel();
+                // The compactor thread lives as long as the server.
+                let _ = self.compactor.send((job, done_tx));
+                let header =
+                    Some(retcd_api::etcdserverpb::ResponseHeader { revision: self.kv.rev(), ..Default::default() });
+                ApplyResult::Compaction(CompactionResponse { header }, done_rx)
+            }
+            Err(e) => ApplyResult::Error(kv::mvcc_error(e)),
+        }
+    }
+
+    fn apply_lease_grant(&mut self, btx: &mut BatchTx<'_>, g: &LeaseGrantRequest) -> ApplyResult {
+        match self.lessor.grant(g.id, g.ttl) {
+            Ok(ttl) => {
+                let rec = LeaseRecord { id: g.id, ttl };
+                btx.put(Table::Lease, &lease_key(g.id), &rec.encode_to_vec());
+                ApplyResult::LeaseGrant(LeaseGrantResponse {
+                    header: Some(retcd_api::etcdserverpb::ResponseHeader {
+                        revision: self.kv.rev(),
+                        ..Default::default()
+                    }),
+                    id: g.id,
+                    ttl,
+                    error: String::new(),
+                })
+            }
+            Err(e) => ApplyResult::Error(e),
+        }
+    }
+
+    /// Revokes a lease and deletes its keys in one revision.
+    fn revoke_lease(&mut self, btx: &mut BatchTx<'_>, id: i64) -> Result<(), EtcdError> {
+        let keys = self.lessor.revoke(id)?;
+        btx.delete(Table::Lease, &lease_key(id));
+        if !keys.is_empty() {
+            let mut w = Writer { txn: self.kv.write(btx), store: &self.kv, changed: false };
+            for key in &keys {
+                if !w.txn.delete_range(key, &[]).is_empty() {
+                    w.changed = true;
+                }
+            }
+            self.finish(w);
+        }
+        Ok(())
+    }
+
+    /// Every `snapshot_count` entries: make the backend durable, then let the
+    /// raft thread record a snapshot and drop the log before it.
+    fn maybe_snapshot(&mut self, index: u64, term: u64) {
+        if index.saturating_sub(self.last_snapshot_index) < self.snapshot_count {
+            return;
+        }
+        if let Err(e) = self.backend.commit() {
+            tracing::error!("backend commit before snapshot failed: {e}");
+            return;
+        }
+        self.last_snapshot_index = index;
+        let _ = self.raft_tx.send(RaftInput::SnapshotReady { index, term });
+    }
+}

@@ -1,0 +1,231 @@
+//! The server's configuration: etcd's flag names, defaults and `ETCD_*`
+//! environment variables (a flag on the command line wins over its variable).
+//!
+//! Only flags whose behaviour retcd implements are accepted; an unknown flag is
+//! an error rather than silently ignored.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// etcd's default for `--max-request-bytes` (1.5 MiB).
+pub const DEFAULT_MAX_REQUEST_BYTES: u32 = 1536 * 1024;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "retcd", version, about = "retcd: a distributed, reliable key-value store compatible with etcd v3")]
+pub struct Config {
+    /// Human-readable name for this member.
+    #[arg(long, env = "ETCD_NAME", default_value = "default")]
+    pub name: String,
+
+    /// Path to the data directory (default: "<name>.etcd").
+    #[arg(long, env = "ETCD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// List of URLs to listen on for client traffic.
+    #[arg(long, env = "ETCD_LISTEN_CLIENT_URLS", default_value = "http://localhost:2379")]
+    pub listen_client_urls: String,
+
+    /// List of this member's client URLs to advertise to the public.
+    #[arg(long, env = "ETCD_ADVERTISE_CLIENT_URLS", default_value = "http://localhost:2379")]
+    pub advertise_client_urls: String,
+
+    /// List of URLs to listen on for peer traffic.
+    #[arg(long, env = "ETCD_LISTEN_PEER_URLS", default_value = "http://localhost:2380")]
+    pub listen_peer_urls: String,
+
+    /// List of this member's peer URLs to advertise to the rest of the cluster.
+    #[arg(long, env = "ETCD_INITIAL_ADVERTISE_PEER_URLS", default_value = "http://localhost:2380")]
+    pub initial_advertise_peer_urls: String,
+
+    /// Initial cluster configuration for bootstrapping (default: "<name>=<initial-advertise-peer-urls>").
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+
+    /// Initial cluster token for the etcd cluster during bootstrap.
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+
+    /// Initial cluster state ('new' or 'existing').
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
+    pub initial_cluster_state: String,
+
+    /// Number of committed transactions to trigger a snapshot to disk.
+    #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
+    pub snapshot_count: u64,
+
+    /// Maximum number of snapshot files to retain (0 is unlimited).
+    #[arg(long, env = "ETCD_MAX_SNAPSHOTS", default_value_t = 5)]
+    pub max_snapshots: usize,
+
+    /// Maximum number of wal files to retain (0 is unlimited).
+    #[arg(long, env = "ETCD_MAX_WALS", default_value_t = 5)]
+    pub max_wals: usize,
+
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    pub heartbeat_interval: u64,
+
+    /// Time (in milliseconds) for an election to timeout.
+    #[arg(long, env = "ETCD_ELECTION_TIMEOUT", default_value_t = 1000)]
+    pub election_timeout: u64,
+
+    /// Maximum number of operations permitted in a transaction.
+    #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
+    pub max_txn_ops: usize,
+
+    /// Maximum client request size in bytes the server will accept.
+    #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
+    pub max_request_bytes: u32,
+
+    /// Configures log level. Only supports debug, info, warn, error, panic, or fatal.
+    #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Specify 'zap' for structured (JSON) logging or 'capnslog' for text.
+    #[arg(long, env = "ETCD_LOGGER", default_value = "capnslog")]
+    pub logger: String,
+
+    /// Comma-separated log targets: 'stderr', 'stdout', 'default' (stderr) or file paths.
+    #[arg(long, env = "ETCD_LOG_OUTPUTS", default_value = "default")]
+    pub log_outputs: String,
+}
+
+/// A configuration error, reported before anything is started.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Parses the process arguments. Go's flag package, which etcd uses, also
+    /// accepts long flags with a single dash (`-name x`); scripts written for
+    /// etcd use that form, so it is rewritten to `--name x` first.
+    pub fn from_args() -> Config {
+        Config::parse_from(normalize_single_dash(std::env::args()))
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name)))
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval)
+    }
+
+    /// Election timeout in heartbeat ticks, as raft counts it.
+    pub fn election_ticks(&self) -> usize {
+        (self.election_timeout / self.heartbeat_interval.max(1)) as usize
+    }
+
+    /// The initial cluster as (name, peer URL) pairs.
+    pub fn initial_cluster(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        let spec = match &self.initial_cluster {
+            Some(s) => s.clone(),
+            None => self
+                .initial_advertise_peer_urls
+                .split(',')
+                .map(|u| format!("{}={}", self.name, u.trim()))
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        let mut out = Vec::new();
+        for part in spec.split(',').filter(|p| !p.trim().is_empty()) {
+            let (name, url) = part
+                .split_once('=')
+                .ok_or_else(|| ConfigError(format!("--initial-cluster: {part:?} is not of the form name=url")))?;
+            out.push((name.trim().to_string(), url.trim().to_string()));
+        }
+        Ok(out)
+    }
+
+    /// Checks values etcd also checks, with etcd's wording where it has one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.heartbeat_interval == 0 {
+            return Err(ConfigError("--heartbeat-interval must be > 0".into()));
+        }
+        if 5 * self.heartbeat_interval > self.election_timeout {
+            return Err(ConfigError(format!(
+                "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
+                self.election_timeout, self.heartbeat_interval
+            )));
+        }
+        if self.election_timeout > 50_000 {
+            return Err(ConfigError(format!(
+                "--election-timeout[{}ms] is too long, and should be set less than 50000ms",
+                self.election_timeout
+            )));
+        }
+        if self.initial_cluster_state != "new" && self.initial_cluster_state != "existing" {
+            return Err(ConfigError(format!(
+                "invalid value {:?} for flag -initial-cluster-state: valid values are \"new\" or \"existing\"",
+                self.initial_cluster_state
+            )));
+        }
+        if self.max_txn_ops == 0 {
+            return Err(ConfigError("--max-txn-ops must be > 0".into()));
+        }
+        match self.logger.as_str() {
+            "zap" | "capnslog" => {}
+            other => return Err(ConfigError(format!("unknown logger option {other:?}"))),
+        }
+        self.initial_cluster()?;
+        Ok(())
+    }
+}
+
+/// Rewrites `-long-flag` to `--long-flag` (Go flag syntax) for every argument
+/// that starts with one dash followed by more than one character.
+fn normalize_single_dash(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    args.into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let bytes = a.as_bytes();
+            if i > 0 && bytes.len() > 2 && bytes[0] == b'-' && bytes[1] != b'-' && bytes[1].is_ascii_alphabetic() {
+                format!("-{a}")
+            } else {
+                a
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut v = vec!["retcd".to_string()];
+        v.extend(args.iter().map(|s| s.to_string()));
+        Config::parse_from(normalize_single_dash(v))
+    }
+
+    #[test]
+    fn defaults_match_etcd() {
+        let c = parse(&[]);
+        assert_eq!(c.name, "default");
+        assert_eq!(c.data_dir(), PathBuf::from("default.etcd"));
+        assert_eq!(c.listen_client_urls, "http://localhost:2379");
+        assert_eq!(c.snapshot_count, 100_000);
+        assert_eq!(c.max_txn_ops, 128);
+        assert_eq!(c.max_request_bytes, 1_572_864);
+        assert_eq!(c.election_ticks(), 10);
+        assert_eq!(c.initial_cluster().unwrap(), vec![("default".into(), "http://localhost:2380".into())]);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn single_dash_and_data_dir_follow_name() {
+        let c = parse(&["-name", "infra1", "--snapshot-count=5"]);
+        assert_eq!(c.name, "infra1");
+        assert_eq!(c.data_dir(), PathBuf::from("infra1.etcd"));
+        assert_eq!(c.snapshot_count, 5);
+    }
+
+    #[test]
+    fn election_must_be_five_heartbeats() {
+        let c = parse(&["--heartbeat-interval", "300", "--election-timeout", "1000"]);
+        let e = c.validate().unwrap_err().0;
+        assert!(e.contains("should be at least as 5 times"), "{e}");
+    }
+}

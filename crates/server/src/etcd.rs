@@ -1,0 +1,402 @@
+//! Starting and stopping one member: opens the data dir, restores the store,
+//! lessor and raft state, starts the raft, apply, commit and compaction
+//! threads, waits until the member can serve, then serves clients.
+//!
+//! Start-up refuses a data dir it does not understand (an etcd bbolt data
+//! dir, a newer format, a corrupt file) with an error naming the file, and
+//! never writes to it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+use retcd_api::retcdpb::{LeaseRecord, WalMetadata};
+use retcd_storage::backend::{Backend, Table};
+use retcd_storage::mvcc::{Compaction, KvStore};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::apply::Applier;
+use crate::config::Config;
+use crate::ids;
+use crate::lease::Lessor;
+use crate::raft::{self, RaftNode, RaftSettings, RaftStatus};
+use crate::server::{EtcdServer, ServerSettings};
+use crate::wait::Wait;
+use crate::watch::WatchHub;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{path}: {reason}")]
+    DataDir { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Backend(#[from] retcd_storage::backend::BackendError),
+    #[error(transparent)]
+    Mvcc(#[from] retcd_storage::mvcc::MvccError),
+    #[error(transparent)]
+    Boot(#[from] raft::BootError),
+    #[error(transparent)]
+    Raft(#[from] raft::RaftError),
+    #[error("listen on {url}: {reason}")]
+    Listen { url: String, reason: String },
+    #[error("member did not become ready in time: {0}")]
+    NotReady(String),
+}
+
+/// The member's files, laid out under the data dir as etcd lays out its own
+/// (`member/wal`, `member/snap`), with the backend beside them.
+pub struct DataDir {
+    pub root: PathBuf,
+    pub wal: PathBuf,
+    pub snap: PathBuf,
+    pub backend: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: &Path) -> DataDir {
+        let member = root.join("member");
+        DataDir {
+            root: root.to_path_buf(),
+            wal: member.join("wal"),
+            snap: member.join("snap"),
+            backend: member.join("retcd.db"),
+        }
+    }
+
+    /// Refuses data dirs written by etcd: their backend is a bbolt file that
+    /// retcd cannot read, and must not touch.
+    fn check_not_etcd(&self) -> Result<(), StartError> {
+        let bbolt = self.snap.join("db");
+        if bbolt.exists() {
+            return Err(StartError::DataDir {
+                path: bbolt,
+                reason:
+                    "this data dir was written by etcd (bbolt backend); retcd cannot use it and leaves it untouched"
+                        .into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn create_dirs(&self) -> Result<(), StartError> {
+        for d in [&self.root, &self.wal, &self.snap] {
+            std::fs::create_dir_all(d)
+                .map_err(|e| StartError::DataDir { path: d.clone(), reason: format!("cannot create: {e}") })?;
+        }
+        Ok(())
+    }
+}
+
+/// A running member.
+pub struct Etcd {
+    pub server: Arc<EtcdServer>,
+    /// The addresses client listeners are bound to.
+    pub client_addrs: Vec<SocketAddr>,
+    stop: Arc<AtomicBool>,
+    raft_thread: Option<JoinHandle<()>>,
+    apply_thread: Option<JoinHandle<()>>,
+    committer: Option<retcd_storage::backend::CommitterHandle>,
+    shutdown_tx: Vec<oneshot::Sender<()>>,
+    serve_tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Parses `http://host:port` (etcd's URL lists are comma separated).
+pub fn parse_urls(list: &str, flag: &str) -> Result<Vec<SocketAddr>, StartError> {
+    let mut out = Vec::new();
+    for url in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let bad = |reason: &str| StartError::Config(format!("--{flag}: {url:?}: {reason}"));
+        let rest = if let Some(r) = url.strip_prefix("http://") {
+            r
+        } else if url.starts_with("https://") {
+            return Err(bad("TLS (https) is not supported yet"));
+        } else {
+            return Err(bad("URL scheme must be http"));
+        };
+        let hostport = rest.trim_end_matches('/');
+        let (host, port) = hostport.rsplit_once(':').ok_or_else(|| bad("missing port"))?;
+        let port: u16 = port.parse().map_err(|_| bad("invalid port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        // etcd listens on the IPv4 loopback for "localhost".
+        let ip = if host == "localhost" {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            host.parse().map_err(|_| bad("host must be an IP address or localhost"))?
+        };
+        out.push(SocketAddr::new(ip, port));
+    }
+    Ok(out)
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',').map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect()
+}
+
+impl Etcd {
+    pub async fn start(cfg: Config) -> Result<Etcd, StartError> {
+        cfg.validate().map_err(|e| StartError::Config(e.0))?;
+        let client_addrs = parse_urls(&cfg.listen_client_urls, "listen-client-urls")?;
+        parse_urls(&cfg.listen_peer_urls, "listen-peer-urls")?;
+
+        // Identity, as etcd derives it.
+        let initial = cfg.initial_cluster().map_err(|e| StartError::Config(e.0))?;
+        let peer_urls = split_list(&cfg.initial_advertise_peer_urls);
+        let mut voters = Vec::new();
+        let mut own_id = None;
+        for (name, url) in &initial {
+            let id = ids::member_id(std::slice::from_ref(url), &cfg.initial_cluster_token);
+            if *name == cfg.name {
+                own_id = Some(ids::member_id(&peer_urls, &cfg.initial_cluster_token));
+                voters.push(own_id.unwrap_or(id));
+            } else {
+                voters.push(id);
+            }
+        }
+        let Some(member_id) = own_id else {
+            return Err(StartError::Config(format!(
+                "couldn't find local name {:?} in the initial cluster configuration",
+                cfg.name
+            )));
+        };
+        if voters.len() > 1 {
+            return Err(StartError::Config("multi-member clusters are not supported yet".into()));
+        }
+        let cluster_id = ids::cluster_id(&voters);
+
+        let dirs = DataDir::new(&cfg.data_dir());
+        dirs.check_not_etcd()?;
+        dirs.create_dirs()?;
+
+        // Storage first: the backend knows how far the log was applied.
+        let backend = Backend::open(&dirs.backend)?;
+        let kv = Arc::new(KvStore::open(backend.clone())?);
+        let election_ms = cfg.election_timeout as f64;
+        let min_ttl = ((1.5 * election_ms) / 1000.0).ceil() as i64;
+        let lessor = Arc::new(Lessor::new(min_ttl));
+        restore_leases(&backend, &kv, &lessor)?;
+
+        let metadata = WalMetadata { format: String::new(), member_id, cluster_id };
+        let boot = raft::boot::boot(&dirs.wal, &dirs.snap, metadata, &voters)?;
+        let (member_id, cluster_id) = (boot.metadata.member_id, boot.metadata.cluster_id);
+        let (consistent_index, _) = backend.consistent_index();
+        if boot.created && consistent_index > 0 {
+            return Err(StartError::DataDir {
+                path: dirs.backend.clone(),
+                reason: "backend has data but the WAL is missing".into(),
+            });
+        }
+        let applied_index = consistent_index.max(boot.snapshot_index);
+        tracing::info!(
+            "starting member {member_id:x} in cluster {cluster_id:x} (data dir {}, applied index {applied_index})",
+            dirs.root.display()
+        );
+
+        let committer = backend.spawn_committer(Duration::from_millis(100), 10_000);
+        let (raft_tx, raft_rx) = crossbeam_channel::unbounded();
+        let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
+        let status = Arc::new(RaftStatus { id: member_id, ..Default::default() });
+        let applied = Arc::new(AtomicU64::new(applied_index));
+        let (applied_tx, applied_rx) = tokio::sync::watch::channel(applied_index);
+        let wait = Arc::new(Wait::default());
+        let watch = Arc::new(WatchHub::new(kv.clone()));
+        let stop = Arc::new(AtomicBool::new(false));
+
+        let compactor = spawn_compactor();
+        let applier = Applier {
+            kv: kv.clone(),
+            backend: backend.clone(),
+            lessor: lessor.clone(),
+            watch: watch.clone(),
+            wait: wait.clone(),
+            applied: applied.clone(),
+            applied_tx,
+            raft_tx: raft_tx.clone(),
+            snapshot_count: cfg.snapshot_count.max(1),
+            last_snapshot_index: boot.snapshot_index,
+            compactor,
+        };
+        let apply_thread = std::thread::Builder::new()
+            .name("apply".into())
+            .spawn(move || applier.run(apply_rx))
+            .map_err(|e| StartError::NotReady(e.to_string()))?;
+
+        let lease_hook = lessor.clone();
+        let drop_wait = wait.clone();
+        let node = RaftNode::new(
+            boot,
+            RaftSettings {
+                id: member_id,
+                heartbeat: cfg.heartbeat(),
+                election_ticks: cfg.election_ticks(),
+                max_snapshots: cfg.max_snapshots,
+                max_wals: cfg.max_wals,
+            },
+            applied_index,
+            raft_rx,
+            apply_tx,
+            status.clone(),
+            applied.clone(),
+            stop.clone(),
+            Box::new(move |_leader, is_me| if is_me { lease_hook.promote() } else { lease_hook.demote() }),
+            Box::new(move |id| drop_wait.trigger(id, crate::apply::ApplyResult::Error(retcd_api::EtcdError::NoLeader))),
+        )?;
+        let raft_thread = std::thread::Builder::new()
+            .name("raft".into())
+            .spawn(move || {
+                if let Err(e) = node.run() {
+                    // Continuing without a durable log would lose writes.
+                    tracing::error!("raft loop failed: {e}; stopping");
+                    std::process::exit(1);
+                }
+            })
+            .map_err(|e| StartError::NotReady(e.to_string()))?;
+
+        let request_timeout = Duration::from_secs(5) + 2 * Duration::from_millis(cfg.election_timeout);
+        let server = Arc::new(EtcdServer {
+            settings: ServerSettings {
+                name: cfg.name.clone(),
+                member_id,
+                cluster_id,
+                peer_urls,
+                client_urls: split_list(&cfg.advertise_client_urls),
+                max_txn_ops: cfg.max_txn_ops,
+                max_request_bytes: cfg.max_request_bytes as usize,
+                request_timeout,
+            },
+            kv,
+            backend,
+            lessor,
+            watch,
+            raft: status,
+            wait,
+            applied,
+            applied_rx,
+            raft_tx,
+            ids: ids::IdGenerator::new(member_id),
+        });
+
+        let mut etcd = Etcd {
+            server: server.clone(),
+            client_addrs: Vec::new(),
+            stop,
+            raft_thread: Some(raft_thread),
+            apply_thread: Some(apply_thread),
+            committer: Some(committer),
+            shutdown_tx: Vec::new(),
+            serve_tasks: Vec::new(),
+        };
+        etcd.wait_ready(request_timeout).await?;
+        server.watch.spawn_background(Duration::from_secs(600));
+        server.spawn_lease_expiry();
+        for addr in client_addrs {
+            etcd.serve_clients(addr).await?;
+        }
+        tracing::info!("ready to serve client requests on {:?}", etcd.client_addrs);
+        Ok(etcd)
+    }
+
+    /// Waits for a leader and for the replayed log to be applied, so the
+    /// first client request sees every acknowledged write.
+    async fn wait_ready(&self, timeout: Duration) -> Result<(), StartError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = &self.server;
+            let leader = s.raft.leader() != 0;
+            if leader && s.linearizable_read().await.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(StartError::NotReady("no leader elected".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn serve_clients(&mut self, addr: SocketAddr) -> Result<(), StartError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| StartError::Listen { url: format!("http://{addr}"), reason: e.to_string() })?;
+        let bound =
+            listener.local_addr().map_err(|e| StartError::Listen { url: addr.to_string(), reason: e.to_string() })?;
+        let router = crate::v3rpc::routes(&self.server);
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!("client listener {bound} failed: {e}");
+            }
+        });
+        self.client_addrs.push(bound);
+        self.shutdown_tx.push(tx);
+        self.serve_tasks.push(task);
+        Ok(())
+    }
+
+    /// Graceful stop: stop serving, stop raft, let the apply thread finish,
+    /// then commit the backend.
+    pub async fn stop(mut self) {
+        for tx in self.shutdown_tx.drain(..) {
+            let _ = tx.send(());
+        }
+        for t in self.serve_tasks.drain(..) {
+            // Long-lived streams (watch) would hold a graceful stop forever.
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+        self.stop.store(true, Ordering::Release);
+        let raft_thread = self.raft_thread.take();
+        let apply_thread = self.apply_thread.take();
+        let committer = self.committer.take();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(t) = raft_thread {
+                let _ = t.join();
+            }
+            if let Some(t) = apply_thread {
+                let _ = t.join();
+            }
+            if let Some(c) = committer {
+                if let Err(e) = c.stop() {
+                    tracing::error!("final backend commit failed: {e}");
+                }
+            }
+        })
+        .await;
+        tracing::info!("stopped");
+    }
+}
+
+fn restore_leases(backend: &Backend, kv: &KvStore, lessor: &Lessor) -> Result<(), StartError> {
+    for (key, value) in backend.range(Table::Lease, &[], None, 0)? {
+        let rec = LeaseRecord::decode(value.as_slice()).map_err(|e| StartError::DataDir {
+            path: PathBuf::from(format!("lease {key:02x?}")),
+            reason: format!("corrupt lease record: {e}"),
+        })?;
+        lessor.restore(rec.id, rec.ttl);
+    }
+    for (lease, key) in kv.leased_keys() {
+        lessor.attach(lease, &key);
+    }
+    Ok(())
+}
+
+/// Physical compaction runs on its own thread, off the apply path.
+fn spawn_compactor() -> crossbeam_channel::Sender<(Compaction, oneshot::Sender<()>)> {
+    let (tx, rx) = crossbeam_channel::unbounded::<(Compaction, oneshot::Sender<()>)>();
+    let _ = std::thread::Builder::new().name("compactor".into()).spawn(move || {
+        while let Ok((job, done)) = rx.recv() {
+            let rev = job.revision();
+            match job.run() {
+                Ok(()) => tracing::info!("finished scheduled compaction at {rev}"),
+                Err(e) => tracing::error!("compaction at {rev} failed: {e}"),
+            }
+            let _ = done.send(());
+        }
+    });
+    tx
+}

@@ -1,0 +1,151 @@
+//! `EtcdServer`: what the gRPC services call. It turns writes into raft
+//! proposals and waits for their results, serves linearizable reads after a
+//! read-index round, and fills response headers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use prost::Message as _;
+use retcd_api::errors::EtcdError;
+use retcd_api::etcdserverpb::{LeaseRevokeRequest, Member, ResponseHeader};
+use retcd_api::retcdpb::{InternalRequest, RequestHeader};
+use retcd_storage::backend::Backend;
+use retcd_storage::mvcc::KvStore;
+use tokio::sync::oneshot;
+
+use crate::apply::ApplyResult;
+use crate::ids::IdGenerator;
+use crate::lease::Lessor;
+use crate::raft::{RaftInput, RaftStatus};
+use crate::wait::Wait;
+use crate::watch::WatchHub;
+
+/// etcd refuses new proposals when the apply loop is this far behind commit.
+const MAX_GAP_BETWEEN_APPLY_AND_COMMIT: u64 = 5000;
+
+pub struct ServerSettings {
+    pub name: String,
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+    pub max_txn_ops: usize,
+    pub max_request_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+pub struct EtcdServer {
+    pub settings: ServerSettings,
+    pub kv: Arc<KvStore>,
+    pub backend: Arc<Backend>,
+    pub lessor: Arc<Lessor>,
+    pub watch: Arc<WatchHub>,
+    pub raft: Arc<RaftStatus>,
+    pub wait: Arc<Wait<ApplyResult>>,
+    pub applied: Arc<AtomicU64>,
+    pub applied_rx: tokio::sync::watch::Receiver<u64>,
+    pub raft_tx: Sender<RaftInput>,
+    pub ids: IdGenerator,
+}
+
+impl EtcdServer {
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.settings.cluster_id,
+            member_id: self.settings.member_id,
+            revision,
+            raft_term: self.raft.term(),
+        }
+    }
+
+    /// Fills the parts of a header the apply path does not know; keeps its revision.
+    pub fn fill_header(&self, h: &mut Option<ResponseHeader>) {
+        let rev = h.as_ref().map(|h| h.revision).unwrap_or_else(|| self.kv.rev());
+        *h = Some(self.header(rev));
+    }
+
+    pub fn members(&self) -> Vec<Member> {
+        vec![Member {
+            id: self.settings.member_id,
+            name: self.settings.name.clone(),
+            peer_ur_ls: self.settings.peer_urls.clone(),
+            client_ur_ls: self.settings.client_urls.clone(),
+            is_learner: false,
+        }]
+    }
+
+    /// Proposes `req` through raft and waits for the result of applying it.
+    pub async fn propose(&self, mut req: InternalRequest) -> Result<ApplyResult, EtcdError> {
+        let applied = self.applied.load(Ordering::Acquire);
+        let committed = self.raft.commit.load(Ordering::Acquire);
+        if committed > applied + MAX_GAP_BETWEEN_APPLY_AND_COMMIT {
+            return Err(EtcdError::TooManyRequests);
+        }
+        let id = self.ids.next();
+        req.header = Some(RequestHeader { id, ..Default::default() });
+        let data = req.encode_to_vec();
+        if data.len() > self.settings.max_request_bytes {
+            return Err(EtcdError::RequestTooLarge);
+        }
+        let rx = self.wait.register(id);
+        if self.raft_tx.send(RaftInput::Propose { id, data }).is_err() {
+            self.wait.cancel(id);
+            return Err(EtcdError::Stopped);
+        }
+        match tokio::time::timeout(self.settings.request_timeout, rx).await {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(_)) => Err(EtcdError::Stopped),
+            Err(_) => {
+                self.wait.cancel(id);
+                Err(EtcdError::Timeout)
+            }
+        }
+    }
+
+    /// Waits until this member has applied everything committed when the
+    /// call started, as confirmed by the leader (raft's ReadIndex).
+    pub async fn linearizable_read(&self) -> Result<(), EtcdError> {
+        let (tx, rx) = oneshot::channel();
+        self.raft_tx.send(RaftInput::ReadIndex(tx)).map_err(|_| EtcdError::Stopped)?;
+        let index = match tokio::time::timeout(self.settings.request_timeout, rx).await {
+            Ok(Ok(r)) => r?,
+            Ok(Err(_)) => return Err(EtcdError::Stopped),
+            Err(_) => return Err(EtcdError::Timeout),
+        };
+        let mut applied = self.applied_rx.clone();
+        let reached = tokio::time::timeout(self.settings.request_timeout, async {
+            applied.wait_for(|a| *a >= index).await.map(|_| ())
+        })
+        .await;
+        match reached {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(EtcdError::Stopped),
+            Err(_) => Err(EtcdError::Timeout),
+        }
+    }
+
+    /// The leader's lease expiry loop: proposes a revoke for each expired
+    /// lease (at most 1000 a second, as etcd).
+    pub fn spawn_lease_expiry(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                let Some(server) = weak.upgrade() else { return };
+                for id in server.lessor.take_expired(Duration::from_secs(3), 500) {
+                    let s = server.clone();
+                    tokio::spawn(async move {
+                        let req =
+                            InternalRequest { lease_revoke: Some(LeaseRevokeRequest { id }), ..Default::default() };
+                        if let Err(e) = s.propose(req).await {
+                            tracing::warn!("failed to revoke expired lease {id:x}: {e}");
+                        }
+                    });
+                }
+            }
+        });
+    }
+}

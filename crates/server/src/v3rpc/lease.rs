@@ -1,0 +1,106 @@
+//! The Lease service. Grants and revokes go through raft; keep-alives and
+//! time-to-live queries are answered by this member's lessor (the leader's,
+//! in a single-member cluster).
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use retcd_api::errors::EtcdError;
+use retcd_api::etcdserverpb::lease_server::Lease;
+use retcd_api::etcdserverpb::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
+    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse,
+};
+use retcd_api::retcdpb::InternalRequest;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::kv::apply_error;
+use crate::apply::ApplyResult;
+use crate::server::EtcdServer;
+
+pub struct LeaseService {
+    pub server: Arc<EtcdServer>,
+}
+
+type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
+        let mut r = req.into_inner();
+        if r.id == 0 {
+            // Server-chosen ids are positive (etcd masks the sign bit).
+            r.id = (self.server.ids.next() & (i64::MAX as u64)) as i64;
+        }
+        match self.server.propose(InternalRequest { lease_grant: Some(r), ..Default::default() }).await? {
+            ApplyResult::LeaseGrant(mut resp) => {
+                self.server.fill_header(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(apply_error(other)),
+        }
+    }
+
+    async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let r = req.into_inner();
+        match self.server.propose(InternalRequest { lease_revoke: Some(r), ..Default::default() }).await? {
+            ApplyResult::LeaseRevoke(mut resp) => {
+                self.server.fill_header(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(apply_error(other)),
+        }
+    }
+
+    type LeaseKeepAliveStream = KeepAliveStream;
+
+    async fn lease_keep_alive(
+        &self,
+        req: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<KeepAliveStream>, Status> {
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let server = self.server.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(r)) = inbound.message().await {
+                // An unknown or expired lease answers TTL 0, as etcd.
+                let ttl = match server.lessor.renew(r.id) {
+                    Ok(ttl) => ttl,
+                    Err(EtcdError::LeaseNotFound) => 0,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::from(e))).await;
+                        return;
+                    }
+                };
+                let resp = LeaseKeepAliveResponse { header: Some(server.header(server.kv.rev())), id: r.id, ttl };
+                if tx.send(Ok(resp)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let r = req.into_inner();
+        let ttl = self.server.lessor.time_to_live(r.id).ok_or(EtcdError::LeaseNotFound)?;
+        Ok(Response::new(LeaseTimeToLiveResponse {
+            header: Some(self.server.header(self.server.kv.rev())),
+            id: r.id,
+            ttl: ttl.remaining,
+            granted_ttl: ttl.granted,
+            keys: if r.keys { ttl.keys } else { Vec::new() },
+        }))
+    }
+
+    async fn lease_leases(&self, _req: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let leases = self.server.lessor.ids().into_iter().map(|id| LeaseStatus { id }).collect();
+        Ok(Response::new(LeaseLeasesResponse { header: Some(self.server.header(self.server.kv.rev())), leases }))
+    }
+}

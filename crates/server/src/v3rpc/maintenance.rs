@@ -1,0 +1,110 @@
+//! The Maintenance service: Status, Hash, HashKV and the alarm list. Defrag,
+//! Snapshot, MoveLeader and alarm activation come with later issues and
+//! answer UNIMPLEMENTED until then.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use retcd_api::etcdserverpb::alarm_request::AlarmAction;
+use retcd_api::etcdserverpb::maintenance_server::Maintenance;
+use retcd_api::etcdserverpb::{
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest,
+    HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
+    StatusResponse,
+};
+use retcd_storage::backend::Table;
+use tonic::{Request, Response, Status};
+
+use super::unimplemented;
+use crate::apply::kv::mvcc_error;
+use crate::server::EtcdServer;
+
+/// The etcd release whose API and behaviour retcd implements; reported as
+/// the server version so clients that gate features on it work.
+pub const ETCD_COMPAT_VERSION: &str = "3.4.23";
+
+pub struct MaintenanceService {
+    pub server: Arc<EtcdServer>,
+}
+
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        let r = req.into_inner();
+        if r.action != AlarmAction::Get as i32 {
+            return Err(unimplemented("alarm activation and deactivation"));
+        }
+        // No alarm can be raised yet (quota and corruption checks come later).
+        Ok(Response::new(AlarmResponse { header: Some(self.server.header(self.server.kv.rev())), alarms: vec![] }))
+    }
+
+    async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let s = &self.server;
+        let applied = s.applied.load(std::sync::atomic::Ordering::Acquire);
+        Ok(Response::new(StatusResponse {
+            header: Some(s.header(s.kv.rev())),
+            version: ETCD_COMPAT_VERSION.to_string(),
+            db_size: s.backend.size() as i64,
+            leader: s.raft.leader(),
+            raft_index: s.raft.commit.load(std::sync::atomic::Ordering::Acquire),
+            raft_term: s.raft.term(),
+            raft_applied_index: applied,
+            errors: vec![],
+            db_size_in_use: s.backend.size_in_use() as i64,
+            is_learner: false,
+        }))
+    }
+
+    async fn defragment(&self, _req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+        Err(unimplemented("Defragment"))
+    }
+
+    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let s = self.server.clone();
+        let hash = tokio::task::spawn_blocking(move || backend_hash(&s))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(HashResponse { header: Some(self.server.header(self.server.kv.rev())), hash }))
+    }
+
+    async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        let rev = req.into_inner().revision;
+        let s = self.server.clone();
+        let h = tokio::task::spawn_blocking(move || s.kv.hash_kv(rev))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(mvcc_error)?;
+        Ok(Response::new(HashKvResponse {
+            header: Some(self.server.header(h.revision)),
+            hash: h.hash,
+            compact_revision: h.compact_revision,
+        }))
+    }
+
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+        Err(unimplemented("Snapshot"))
+    }
+
+    async fn move_leader(&self, _req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        Err(unimplemented("MoveLeader"))
+    }
+}
+
+/// CRC-32C over every table's keys and values in order: the whole backend,
+/// as etcd's Hash covers every bucket.
+fn backend_hash(s: &EtcdServer) -> Result<u32, Status> {
+    let mut crc = 0u32;
+    for table in [Table::Key, Table::Meta, Table::Lease, Table::Members, Table::Auth] {
+        let pairs = s.backend.range(table, &[], None, 0).map_err(|e| Status::internal(e.to_string()))?;
+        for (k, v) in pairs {
+            crc = crc32c::crc32c_append(crc, &k);
+            crc = crc32c::crc32c_append(crc, &v);
+        }
+    }
+    Ok(crc)
+}

@@ -1,0 +1,540 @@
+//! The byte format of a WAL segment: the file header, record framing and the
+//! CRC chain. Pure functions over byte slices; no I/O happens here, so the
+//! format can be tested (and reasoned about) without touching a disk.
+//!
+//! A segment file is:
+//!
+//! ```text
+//! header   16 bytes   b"RETCDWAL" | format version u32 LE | reserved u32 (0)
+//! record*             each one starts at an 8-byte aligned offset:
+//!   frame   8 bytes   u64 LE; low 56 bits = body length, top byte = 0x80 | pad
+//!                     when pad > 0 (pad = zero bytes after the body up to the
+//!                     next 8-byte boundary), 0 otherwise
+//!   body              type u8 | crc u32 LE | data
+//!   pad     0..7      zero bytes
+//! zeros               preallocated space up to the segment size
+//! ```
+//!
+//! Why 8-byte frames at 8-byte aligned offsets: sector sizes are multiples of
+//! 8, so a frame never straddles a sector and a crash cannot leave half of a
+//! length on disk. A frame of all zeros can therefore only mean "nothing was
+//! written here": it marks the end of the log.
+//!
+//! The CRC chain: a record's crc is CRC32C over its type byte and data,
+//! seeded with the crc of the record before it. The chain thus covers order
+//! and completeness, not just each record. Every segment starts with a crc
+//! record whose data is the chain value the previous segment ended with, so
+//! the chain continues across files and a reader can start at any segment.
+//! The crc record itself carries a checksum of its own bytes only (seed 0),
+//! because a reader that starts at that segment has no chain value yet.
+
+use std::ops::Range;
+
+/// Marks a file as a retcd WAL segment (and not, say, an etcd WAL).
+pub(super) const MAGIC: &[u8; 8] = b"RETCDWAL";
+/// The format this code writes. A reader refuses anything newer.
+pub(super) const FORMAT_VERSION: u32 = 1;
+/// Length of the segment header; a multiple of 8 so records stay aligned.
+pub(super) const HEADER_LEN: usize = 16;
+/// Length of a record's length frame.
+pub(super) const FRAME_LEN: usize = 8;
+/// type byte + crc.
+const BODY_HEAD_LEN: usize = 5;
+/// The smallest unit a disk writes atomically; a torn write loses whole sectors.
+const SECTOR: usize = 512;
+/// Bits of the frame that hold the body length.
+const LEN_MASK: u64 = (1 << 56) - 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RecordType {
+    /// Opaque caller metadata; repeated at the start of every segment.
+    Metadata = 1,
+    /// An encoded `raft::eraftpb::Entry`.
+    Entry = 2,
+    /// An encoded `raft::eraftpb::HardState`.
+    State = 3,
+    /// The chain value the previous segment ended with; first record of every segment.
+    Crc = 4,
+    /// A snapshot marker: index u64 LE, term u64 LE.
+    Snapshot = 5,
+}
+
+impl RecordType {
+    fn from_byte(b: u8) -> Option<RecordType> {
+        Some(match b {
+            1 => RecordType::Metadata,
+            2 => RecordType::Entry,
+            3 => RecordType::State,
+            4 => RecordType::Crc,
+            5 => RecordType::Snapshot,
+            _ => return None,
+        })
+    }
+}
+
+/// The 16-byte header every segment file starts with.
+pub(super) fn header() -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h
+}
+
+/// Why a segment header was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum HeaderProblem {
+    /// Shorter than a header: segments are renamed into place only after
+    /// their header is synced, so this is damage, not a crash artefact.
+    TooShort(usize),
+    /// Not our magic: a foreign file (an etcd WAL, garbage, ...).
+    BadMagic([u8; 8]),
+    /// Our magic, but a format we do not know.
+    Version(u32),
+    /// Our magic and version, but reserved bytes set: damage.
+    Reserved,
+}
+
+pub(super) fn check_header(buf: &[u8]) -> Result<(), HeaderProblem> {
+    let Some(h) = buf.get(..HEADER_LEN) else {
+        return Err(HeaderProblem::TooShort(buf.len()));
+    };
+    let magic = read_array::<8>(h, 0);
+    if &magic != MAGIC {
+        return Err(HeaderProblem::BadMagic(magic));
+    }
+    let version = u32::from_le_bytes(read_array::<4>(h, 8));
+    if version != FORMAT_VERSION {
+        return Err(HeaderProblem::Version(version));
+    }
+    if read_array::<4>(h, 12) != [0; 4] {
+        return Err(HeaderProblem::Reserved);
+    }
+    Ok(())
+}
+
+/// Copies `N` bytes at `at`; callers have checked the bounds.
+fn read_array<const N: usize>(buf: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&buf[at..at + N]);
+    out
+}
+
+fn chained_crc(prev: u32, kind: u8, data: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c_append(prev, &[kind]), data)
+}
+
+fn pad_for(body_len: usize) -> usize {
+    (8 - body_len % 8) % 8
+}
+
+fn encode_frame(body_len: usize) -> u64 {
+    let pad = pad_for(body_len);
+    let mut frame = body_len as u64;
+    if pad != 0 {
+        frame |= (0x80 | pad as u64) << 56;
+    }
+    frame
+}
+
+/// Splits a frame into (body length, pad), refusing frames this encoder
+/// could not have written.
+fn decode_frame(frame: u64) -> Result<(usize, usize), String> {
+    let body_len = frame & LEN_MASK;
+    let top = (frame >> 56) as u8;
+    let body_len = usize::try_from(body_len).map_err(|_| format!("record length {body_len} is not addressable"))?;
+    let pad = pad_for(body_len);
+    let expected_top = if pad == 0 { 0 } else { 0x80 | pad as u8 };
+    if top != expected_top {
+        return Err(format!("bad frame {frame:#018x}: padding byte {top:#04x} does not match length {body_len}"));
+    }
+    if body_len < BODY_HEAD_LEN {
+        return Err(format!("bad frame {frame:#018x}: record length {body_len} is shorter than a record header"));
+    }
+    Ok((body_len, pad))
+}
+
+/// Appends one record to `buf`, advancing the chain value `crc`. The data is
+/// produced by `write` straight into `buf` so an entry is encoded exactly
+/// once, with no intermediate allocation.
+pub(super) fn append_record<E>(
+    buf: &mut Vec<u8>,
+    crc: &mut u32,
+    kind: RecordType,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
+    let start = buf.len();
+    buf.resize(start + FRAME_LEN + BODY_HEAD_LEN, 0);
+    if let Err(e) = write(buf) {
+        buf.truncate(start);
+        return Err(e);
+    }
+    let data_start = start + FRAME_LEN + BODY_HEAD_LEN;
+    let next = chained_crc(*crc, kind as u8, &buf[data_start..]);
+    finish_record(buf, start, kind, next);
+    *crc = next;
+    Ok(())
+}
+
+/// Appends the crc record that opens a segment: it carries `prev`, the chain
+/// value the previous segment ended with (0 for the first segment), and
+/// leaves the chain value unchanged.
+pub(super) fn append_crc_record(buf: &mut Vec<u8>, prev: u32) {
+    let start = buf.len();
+    buf.resize(start + FRAME_LEN + BODY_HEAD_LEN, 0);
+    buf.extend_from_slice(&prev.to_le_bytes());
+    let own = chained_crc(0, RecordType::Crc as u8, &prev.to_le_bytes());
+    finish_record(buf, start, RecordType::Crc, own);
+}
+
+/// Fills in frame, type and crc of the record whose frame starts at `start`
+/// and whose data runs to the end of `buf`, then pads.
+fn finish_record(buf: &mut Vec<u8>, start: usize, kind: RecordType, crc: u32) {
+    let body_len = buf.len() - start - FRAME_LEN;
+    buf[start..start + FRAME_LEN].copy_from_slice(&encode_frame(body_len).to_le_bytes());
+    buf[start + FRAME_LEN] = kind as u8;
+    buf[start + FRAME_LEN + 1..start + FRAME_LEN + BODY_HEAD_LEN].copy_from_slice(&crc.to_le_bytes());
+    buf.resize(buf.len() + pad_for(body_len), 0);
+}
+
+/// A record read back from a segment.
+#[derive(Debug)]
+pub(super) struct Record<'a> {
+    pub kind: RecordType,
+    pub data: &'a [u8],
+    /// File offset of the record's frame.
+    pub offset: usize,
+}
+
+/// Bytes at `offset` that do not form a valid record.
+#[derive(Debug)]
+pub(super) struct BadRecord {
+    pub offset: usize,
+    pub reason: String,
+    /// The record's checksum verified but its content is still unacceptable
+    /// (unknown type, broken chain between segments, misplaced crc record).
+    /// Such a record was written completely, so it is never a torn write.
+    pub intact: bool,
+}
+
+pub(super) enum Step<'a> {
+    Record(Record<'a>),
+    /// The log in this segment ends at `offset` (end of file or a zero
+    /// frame). `trailing_garbage`: non-zero bytes follow the zero frame,
+    /// left over from a write that never completed.
+    End {
+        offset: usize,
+        trailing_garbage: bool,
+    },
+    Bad(BadRecord),
+}
+
+/// Reads the records of one segment in order, verifying frames and the chain.
+pub(super) struct Decoder<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    /// Chain value after the last good record; `None` until the segment's
+    /// crc record is read when decoding starts in the middle of the log.
+    crc: Option<u32>,
+    records: usize,
+}
+
+impl<'a> Decoder<'a> {
+    /// `buf` is a whole segment file whose header was checked; `crc` is the
+    /// chain value the previous segment ended with, if it was read.
+    pub(super) fn new(buf: &'a [u8], crc: Option<u32>) -> Decoder<'a> {
+        Decoder { buf, pos: HEADER_LEN, crc, records: 0 }
+    }
+
+    /// The chain value after the last good record.
+    pub(super) fn crc(&self) -> Option<u32> {
+        self.crc
+    }
+
+    /// Number of good records read so far.
+    pub(super) fn records(&self) -> usize {
+        self.records
+    }
+
+    pub(super) fn next_step(&mut self) -> Step<'a> {
+        let off = self.pos;
+        let rest = self.buf.get(off..).unwrap_or_default();
+        if rest.is_empty() {
+            return Step::End { offset: off, trailing_garbage: false };
+        }
+        if rest.len() < FRAME_LEN {
+            if is_zero(rest) {
+                return Step::End { offset: off, trailing_garbage: false };
+            }
+            return self.bad(off, format!("partial frame: only {} bytes left in the file", rest.len()), false);
+        }
+        let frame = u64::from_le_bytes(read_array::<8>(rest, 0));
+        if frame == 0 {
+            return Step::End { offset: off, trailing_garbage: !is_zero(&rest[FRAME_LEN..]) };
+        }
+        let (body_len, pad) = match decode_frame(frame) {
+            Ok(v) => v,
+            Err(reason) => return self.bad(off, reason, false),
+        };
+        let total = FRAME_LEN + body_len + pad;
+        if total > rest.len() {
+            let reason =
+                format!("record of {body_len} bytes runs past the end of the file ({} bytes left)", rest.len());
+            return self.bad(off, reason, false);
+        }
+        let body = &rest[FRAME_LEN..FRAME_LEN + body_len];
+        if !is_zero(&rest[FRAME_LEN + body_len..total]) {
+            return self.bad(off, "non-zero padding after the record".into(), false);
+        }
+        let kind_byte = body[0];
+        let stored = u32::from_le_bytes(read_array::<4>(body, 1));
+        let data = &body[BODY_HEAD_LEN..];
+
+        let kind = match RecordType::from_byte(kind_byte) {
+            Some(kind) => kind,
+            None => {
+                // Tell a damaged type byte from a record we cannot understand.
+                let intact = self.crc.is_some_and(|c| chained_crc(c, kind_byte, data) == stored);
+                return self.bad(off, format!("unknown record type {kind_byte}"), intact);
+            }
+        };
+        if kind == RecordType::Crc {
+            if chained_crc(0, kind_byte, data) != stored || data.len() != 4 {
+                return self.bad(off, "crc record fails its checksum".into(), false);
+            }
+            if self.records != 0 {
+                return self.bad(off, "crc record in the middle of a segment".into(), true);
+            }
+            let prev = u32::from_le_bytes(read_array::<4>(data, 0));
+            if let Some(c) = self.crc {
+                if c != prev {
+                    let reason = format!(
+                        "crc chain broken: segment continues from {prev:#010x} but the previous segment ended at {c:#010x}"
+                    );
+                    return self.bad(off, reason, true);
+                }
+            }
+            self.crc = Some(prev);
+        } else {
+            if self.records == 0 {
+                return self.bad(off, format!("segment starts with a {kind:?} record instead of a crc record"), true);
+            }
+            let Some(c) = self.crc else {
+                // Unreachable: the first record was a crc record, which set the chain.
+                return self.bad(off, "no chain value before this record".into(), true);
+            };
+            let expected = chained_crc(c, kind_byte, data);
+            if expected != stored {
+                return self.bad(off, format!("crc mismatch: stored {stored:#010x}, computed {expected:#010x}"), false);
+            }
+            self.crc = Some(expected);
+        }
+        self.pos = off + total;
+        self.records += 1;
+        Step::Record(Record { kind, data, offset: off })
+    }
+
+    fn bad(&self, offset: usize, reason: String, intact: bool) -> Step<'a> {
+        Step::Bad(BadRecord { offset, reason, intact })
+    }
+}
+
+fn is_zero(b: &[u8]) -> bool {
+    b.iter().all(|&x| x == 0)
+}
+
+/// What a bad record at the end of the last segment is.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum TailVerdict {
+    /// The remains of a write that never completed: safe to cut off.
+    Torn,
+    /// Damage to data that was written completely: must not be cut off.
+    Corrupt(String),
+}
+
+/// Decides whether the bad record at `offset` of the last segment `buf` is
+/// a torn write or damage. `crc` is the chain value before it.
+///
+/// A crash during a write leaves whatever sectors reached the disk: a prefix
+/// of the write, or (with out-of-order writeback) a mix of written sectors
+/// and sectors still zero from preallocation. So:
+///
+/// - if no intact record follows that chains from this one, nothing after it
+///   was ever completely written: torn;
+/// - if one does, the log went on after this record; it is damage, unless a
+///   whole zero sector lies between this record and its follower: then a
+///   sector of the last write was lost and what follows belongs to that same
+///   unsynced write (etcd's rule): torn.
+///
+/// The record after the bad one chains from the bad record's crc. That value
+/// is either the stored crc (if the damage is in the frame, type or data) or
+/// the crc recomputed over the record (if the damage is in the stored crc),
+/// so both are tried. The follower is searched at every aligned offset, not
+/// just where the (possibly damaged) frame says, to survive a damaged length.
+pub(super) fn classify_bad_tail(buf: &[u8], offset: usize, crc: Option<u32>) -> TailVerdict {
+    let body_start = offset + FRAME_LEN;
+    let mut candidates = Vec::with_capacity(2);
+    if let Some(stored) = buf.get(body_start + 1..body_start + BODY_HEAD_LEN) {
+        candidates.push(u32::from_le_bytes(read_array::<4>(stored, 0)));
+    }
+    let frame = buf.get(offset..body_start).map(|f| u64::from_le_bytes(read_array::<8>(f, 0)));
+    if let (Some(Ok((body_len, _))), Some(prev)) = (frame.map(decode_frame), crc) {
+        if let Some(body) = buf.get(body_start..body_start + body_len) {
+            candidates.push(chained_crc(prev, body[0], &body[BODY_HEAD_LEN..]));
+        }
+    }
+    let mut pos = body_start;
+    while pos + FRAME_LEN + BODY_HEAD_LEN <= buf.len() {
+        if candidates.iter().any(|&c| valid_record_at(buf, pos, c)) {
+            if let Some(sector) = zero_sector_in(body_start..pos, buf) {
+                tracing::debug!(offset, sector, "bad WAL record spans an unwritten sector");
+                return TailVerdict::Torn;
+            }
+            return TailVerdict::Corrupt(format!("an intact record follows at offset {pos}"));
+        }
+        pos += 8;
+    }
+    TailVerdict::Torn
+}
+
+/// Whether a well-formed non-crc record chaining from `prev` starts at `pos`.
+fn valid_record_at(buf: &[u8], pos: usize, prev: u32) -> bool {
+    let Some(frame) = buf.get(pos..pos + FRAME_LEN) else { return false };
+    let Ok((body_len, pad)) = decode_frame(u64::from_le_bytes(read_array::<8>(frame, 0))) else {
+        return false;
+    };
+    let body_start = pos + FRAME_LEN;
+    let Some(body) = buf.get(body_start..body_start + body_len) else { return false };
+    let Some(padding) = buf.get(body_start + body_len..body_start + body_len + pad) else { return false };
+    if !is_zero(padding) {
+        return false;
+    }
+    let kind = body[0];
+    if !matches!(RecordType::from_byte(kind), Some(k) if k != RecordType::Crc) {
+        return false;
+    }
+    let stored = u32::from_le_bytes(read_array::<4>(body, 1));
+    chained_crc(prev, kind, &body[BODY_HEAD_LEN..]) == stored
+}
+
+/// The file offset of a sector-aligned, all-zero, whole sector inside `range`.
+fn zero_sector_in(range: Range<usize>, buf: &[u8]) -> Option<usize> {
+    let mut s = range.start.div_ceil(SECTOR) * SECTOR;
+    while s + SECTOR <= range.end {
+        if is_zero(&buf[s..s + SECTOR]) {
+            return Some(s);
+        }
+        s += SECTOR;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(records: &[(RecordType, &[u8])]) -> Vec<u8> {
+        let mut buf = header().to_vec();
+        append_crc_record(&mut buf, 0);
+        let mut crc = 0;
+        for (kind, data) in records {
+            append_record(&mut buf, &mut crc, *kind, |b| {
+                b.extend_from_slice(data);
+                Ok::<(), ()>(())
+            })
+            .ok();
+        }
+        buf
+    }
+
+    fn read_all(buf: &[u8]) -> (Vec<(RecordType, Vec<u8>, usize)>, Step<'_>) {
+        let mut d = Decoder::new(buf, Some(0));
+        let mut out = Vec::new();
+        loop {
+            match d.next_step() {
+                Step::Record(r) => out.push((r.kind, r.data.to_vec(), r.offset)),
+                other => return (out, other),
+            }
+        }
+    }
+
+    #[test]
+    fn frames_are_aligned_and_round_trip() {
+        let datas: Vec<Vec<u8>> = (0..20).map(|n| vec![n as u8 + 1; n]).collect();
+        let recs: Vec<(RecordType, &[u8])> = datas.iter().map(|d| (RecordType::Entry, d.as_slice())).collect();
+        let buf = segment(&recs);
+        assert_eq!(buf.len() % 8, 0);
+        let (got, end) = read_all(&buf);
+        assert!(matches!(end, Step::End { offset, trailing_garbage: false } if offset == buf.len()));
+        assert_eq!(got.len(), 21);
+        assert_eq!(got[0].0, RecordType::Crc);
+        for (i, (kind, data, offset)) in got.iter().skip(1).enumerate() {
+            assert_eq!(*kind, RecordType::Entry);
+            assert_eq!(data, &datas[i]);
+            assert_eq!(offset % 8, 0);
+        }
+    }
+
+    #[test]
+    fn zero_frame_ends_the_log_and_flags_garbage_after_it() {
+        let mut buf = segment(&[(RecordType::Entry, b"abc")]);
+        let end = buf.len();
+        buf.resize(end + 64, 0);
+        let (got, step) = read_all(&buf);
+        assert_eq!(got.len(), 2);
+        assert!(matches!(step, Step::End { offset, trailing_garbage: false } if offset == end));
+        buf[end + 40] = 7;
+        let (_, step) = read_all(&buf);
+        assert!(matches!(step, Step::End { offset, trailing_garbage: true } if offset == end));
+    }
+
+    #[test]
+    fn header_checks() {
+        assert_eq!(check_header(&header()), Ok(()));
+        assert_eq!(check_header(&header()[..10]), Err(HeaderProblem::TooShort(10)));
+        let mut h = header();
+        h[8] = 2;
+        assert_eq!(check_header(&h), Err(HeaderProblem::Version(2)));
+        h = header();
+        h[0] = b'X';
+        assert!(matches!(check_header(&h), Err(HeaderProblem::BadMagic(_))));
+        h = header();
+        h[15] = 1;
+        assert_eq!(check_header(&h), Err(HeaderProblem::Reserved));
+    }
+
+    #[test]
+    fn classify_torn_versus_damaged() {
+        let recs: Vec<(RecordType, &[u8])> = vec![(RecordType::Entry, b"one"), (RecordType::Entry, b"two two")];
+        let buf = segment(&recs);
+        let (got, _) = read_all(&buf);
+        let last = got[2].2;
+        let crc_before = {
+            let mut d = Decoder::new(&buf, Some(0));
+            d.next_step();
+            d.next_step();
+            d.crc()
+        };
+        // Damage in the middle record, with the last intact: corrupt.
+        let mut damaged = buf.clone();
+        damaged[got[1].2 + FRAME_LEN + BODY_HEAD_LEN] ^= 1;
+        let v = classify_bad_tail(&damaged, got[1].2, Some(0));
+        assert!(matches!(v, TailVerdict::Corrupt(_)), "{v:?}");
+        // Damage to the length of the middle record: the follower is still found.
+        let mut damaged = buf.clone();
+        damaged[got[1].2] ^= 0x10;
+        let v = classify_bad_tail(&damaged, got[1].2, Some(0));
+        assert!(matches!(v, TailVerdict::Corrupt(_)), "{v:?}");
+        // Damage in the last record: nothing follows, torn.
+        let mut damaged = buf.clone();
+        damaged[last + FRAME_LEN + BODY_HEAD_LEN] ^= 1;
+        assert_eq!(classify_bad_tail(&damaged, last, crc_before), TailVerdict::Torn);
+        // A record spanning a zeroed sector is torn even when followed by a valid record.
+        let big = vec![9u8; 3 * SECTOR];
+        let buf = segment(&[(RecordType::Entry, &big), (RecordType::Entry, b"after")]);
+        let (got, _) = read_all(&buf);
+        let mut damaged = buf.clone();
+        let s = (got[1].2 + FRAME_LEN + BODY_HEAD_LEN).div_ceil(SECTOR) * SECTOR;
+        damaged[s..s + SECTOR].fill(0);
+        assert_eq!(classify_bad_tail(&damaged, got[1].2, Some(0)), TailVerdict::Torn);
+    }
+}

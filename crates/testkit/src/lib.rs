@@ -1,0 +1,218 @@
+//! Test helpers that start real server processes on loopback.
+//!
+//! Every process gets free ports on 127.0.0.1 and its own temp data dir, and
+//! is killed (and its dir removed) when its handle drops, so a failing test
+//! leaves nothing behind. Every wait is bounded in time.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (the OS picks; the listener is closed at once).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Finds a program on PATH.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file())
+}
+
+/// Path of a tool the tests need. In CI (`CI=true`) a missing tool fails
+/// the test, because `.ci/run` installs it; locally the test is skipped
+/// (None) with a note.
+pub fn require_tool(program: &str) -> Option<PathBuf> {
+    match which(program) {
+        Some(p) => Some(p),
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{program} is not installed; .ci/run should have installed it")
+        }
+        None => {
+            eprintln!("skipping: {program} is not installed");
+            None
+        }
+    }
+}
+
+/// Which server implementation a [`Server`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Retcd,
+    Etcd,
+}
+
+/// A server process on loopback with its own data dir.
+pub struct Server {
+    pub kind: Kind,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    pub binary: PathBuf,
+    pub extra_args: Vec<String>,
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// Starts a single-member server of `kind` (`binary`: retcd's path for
+    /// Retcd, or `etcd`) and waits until it answers.
+    pub fn start(kind: Kind, binary: &Path, extra_args: &[&str]) -> Server {
+        let dir = tempfile::Builder::new().prefix("retcd-test").tempdir().unwrap();
+        let mut s = Server {
+            kind,
+            client_port: free_port(),
+            peer_port: free_port(),
+            log: dir.path().join("server.log"),
+            dir,
+            child: None,
+            binary: binary.to_path_buf(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        s.spawn();
+        s.wait_ready(Duration::from_secs(30));
+        s
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    /// Starts the process (again) on the same ports and data dir.
+    pub fn spawn(&mut self) {
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("--name")
+            .arg("default")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--listen-client-urls")
+            .arg(&client)
+            .arg("--advertise-client-urls")
+            .arg(&client)
+            .arg("--listen-peer-urls")
+            .arg(&peer)
+            .arg("--initial-advertise-peer-urls")
+            .arg(&peer)
+            .arg("--initial-cluster")
+            .arg(format!("default={peer}"))
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.child = Some(cmd.spawn().unwrap());
+    }
+
+    /// Waits until the client port accepts `etcdctl endpoint health`-like
+    /// traffic: a TCP connect followed by a successful `get` when etcdctl is
+    /// available.
+    pub fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("{:?} exited early ({status}); log:\n{}", self.kind, self.log_text());
+                }
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.client_port)).is_ok() {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("{:?} not ready after {timeout:?}; log:\n{}", self.kind, self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, no cleanup: what a crash looks like to the data dir.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait (bounded) for a graceful exit; returns its status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
+    /// Runs `etcdctl` (v3 API) against this server.
+    pub fn etcdctl(&self, args: &[&str]) -> Output {
+        etcdctl(&self.endpoint(), args, None)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs `etcdctl --endpoints=<endpoint> args...`, optionally with `stdin`,
+/// killed after 30 s.
+pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new("etcdctl");
+    cmd.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("etcdctl");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input.as_bytes()).unwrap();
+    }
+    wait_output(child, Duration::from_secs(30))
+}
+
+/// Waits for a child (bounded), killing it at the deadline, and collects its output.
+pub fn wait_output(mut child: Child, timeout: Duration) -> Output {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return child.wait_with_output().unwrap(),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                return child.wait_with_output().unwrap();
+            }
+        }
+    }
+}
+
+/// Path of the `retcd` binary built for the tests: next to the test binary
+/// in target/<profile>/.
+pub fn retcd_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|p| p.parent()).unwrap();
+    let bin = profile_dir.join("retcd");
+    assert!(bin.exists(), "retcd binary not built at {}", bin.display());
+    bin
+}
