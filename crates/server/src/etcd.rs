@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use axum::serve::ListenerExt;
 use prost::Message as _;
 use retcd_api::retcdpb::{LeaseRecord, WalMetadata};
 use retcd_storage::backend::{Backend, Table};
@@ -190,6 +191,37 @@ impl Etcd {
                 reason: "backend has data but the WAL is missing".into(),
             });
         }
+        // The WAL's hard state can lag what was applied: a single member
+        // learns an entry is committed only after persisting it, and that
+        // commit index reaches the WAL with the next ready, if any. Whatever
+        // the backend applied was committed, so raft restarts from there
+        // (raft-rs refuses an applied index above the commit index).
+        let last_index = ::raft::Storage::last_index(&boot.storage).map_err(raft::BootError::Raft)?;
+        if consistent_index > last_index {
+            return Err(StartError::DataDir {
+                path: dirs.backend.clone(),
+                reason: format!("backend applied index {consistent_index} is beyond the end of the WAL ({last_index})"),
+            });
+        }
+        // A snapshot is only taken once the backend is durable at its index,
+        // and the WAL is replayed only after it: a backend behind a snapshot
+        // (deleted, or replaced by an older copy) would silently lose the
+        // writes in between. The bootstrap snapshot (index 1) carries no data.
+        if consistent_index < boot.snapshot_index && boot.snapshot_index > 1 {
+            return Err(StartError::DataDir {
+                path: dirs.backend.clone(),
+                reason: format!(
+                    "backend applied index {consistent_index} is behind the snapshot at index {}: the backend is \
+                     missing or older than the rest of the data dir",
+                    boot.snapshot_index
+                ),
+            });
+        }
+        {
+            let mut core = boot.storage.wl();
+            let hs = core.mut_hard_state();
+            hs.commit = hs.commit.max(consistent_index);
+        }
         let applied_index = consistent_index.max(boot.snapshot_index);
         tracing::info!(
             "starting member {member_id:x} in cluster {cluster_id:x} (data dir {}, applied index {applied_index})",
@@ -291,7 +323,7 @@ impl Etcd {
             serve_tasks: Vec::new(),
         };
         etcd.wait_ready(request_timeout).await?;
-        server.watch.spawn_background(Duration::from_secs(600));
+        server.watch.spawn_background(cfg.experimental_watch_progress_notify_interval);
         server.spawn_lease_expiry();
         for addr in client_addrs {
             etcd.serve_clients(addr).await?;
@@ -323,6 +355,11 @@ impl Etcd {
             .map_err(|e| StartError::Listen { url: format!("http://{addr}"), reason: e.to_string() })?;
         let bound =
             listener.local_addr().map_err(|e| StartError::Listen { url: addr.to_string(), reason: e.to_string() })?;
+        // Small gRPC frames must not wait for Nagle's algorithm: with
+        // delayed ACKs that costs ~40 ms per request.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let router = crate::v3rpc::routes(&self.server);
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

@@ -289,7 +289,7 @@ impl RaftNode {
         // told they are persisted (which is what lets them commit).
         let hs = ready.hs().cloned();
         if !ready.entries().is_empty() || hs.is_some() {
-            self.wal.save(hs.as_ref(), ready.entries())?;
+            self.wal.append(hs.as_ref(), ready.entries(), ready.must_sync())?;
         }
         if !ready.entries().is_empty() {
             self.node.mut_store().wl().append(ready.entries())?;

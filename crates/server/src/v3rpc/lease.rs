@@ -66,6 +66,9 @@ impl Lease for LeaseService {
         let server = self.server.clone();
         tokio::spawn(async move {
             while let Ok(Some(r)) = inbound.message().await {
+                // The header is taken before renewing, so its revision is
+                // never newer than the moment the renewal happened.
+                let header = Some(server.header(server.kv.rev()));
                 // An unknown or expired lease answers TTL 0, as etcd.
                 let ttl = match server.lessor.renew(r.id) {
                     Ok(ttl) => ttl,
@@ -75,7 +78,7 @@ impl Lease for LeaseService {
                         return;
                     }
                 };
-                let resp = LeaseKeepAliveResponse { header: Some(server.header(server.kv.rev())), id: r.id, ttl };
+                let resp = LeaseKeepAliveResponse { header, id: r.id, ttl };
                 if tx.send(Ok(resp)).await.is_err() {
                     return;
                 }
@@ -89,14 +92,19 @@ impl Lease for LeaseService {
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let r = req.into_inner();
-        let ttl = self.server.lessor.time_to_live(r.id).ok_or(EtcdError::LeaseNotFound)?;
-        Ok(Response::new(LeaseTimeToLiveResponse {
-            header: Some(self.server.header(self.server.kv.rev())),
-            id: r.id,
-            ttl: ttl.remaining,
-            granted_ttl: ttl.granted,
-            keys: if r.keys { ttl.keys } else { Vec::new() },
-        }))
+        let header = Some(self.server.header(self.server.kv.rev()));
+        // An unknown lease is not an error: etcd answers TTL -1.
+        let resp = match self.server.lessor.time_to_live(r.id) {
+            Some(ttl) => LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: ttl.remaining,
+                granted_ttl: ttl.granted,
+                keys: if r.keys { ttl.keys } else { Vec::new() },
+            },
+            None => LeaseTimeToLiveResponse { header, id: r.id, ttl: -1, ..Default::default() },
+        };
+        Ok(Response::new(resp))
     }
 
     async fn lease_leases(&self, _req: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {

@@ -277,6 +277,9 @@ impl WatchHub {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut sync_tick = tokio::time::interval(Duration::from_millis(50));
+            // Zero disables periodic progress reports.
+            let progress_interval =
+                if progress_interval.is_zero() { Duration::from_secs(365 * 24 * 3600) } else { progress_interval };
             let mut progress_tick = tokio::time::interval(progress_interval);
             progress_tick.tick().await;
             loop {

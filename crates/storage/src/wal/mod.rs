@@ -313,6 +313,14 @@ impl Wal {
     /// returning when anything was written. Cuts to a new segment when the
     /// current one exceeds the segment size.
     pub fn save(&mut self, hard_state: Option<&HardState>, entries: &[Entry]) -> Result<(), WalError> {
+        self.append(hard_state, entries, true)
+    }
+
+    /// As [`Wal::save`], but fsyncs only if `sync` is true. Raft needs an
+    /// fsync only when entries, the term or the vote change (raft-rs's
+    /// `Ready::must_sync`); a hard state that differs only in its commit index
+    /// can be recovered after a crash, so it rides along with the next fsync.
+    pub fn append(&mut self, hard_state: Option<&HardState>, entries: &[Entry], sync: bool) -> Result<(), WalError> {
         self.check_usable()?;
         if entries.is_empty() && hard_state.is_none() {
             return Ok(());
@@ -326,7 +334,7 @@ impl Wal {
         if let Some(hs) = hard_state {
             record::append_record(&mut buf, &mut crc, RecordType::State, |b| hs.encode(b)).map_err(encode_error)?;
         }
-        let written = self.write_and_sync(&buf);
+        let written = if sync { self.write_and_sync(&buf) } else { self.write_only(&buf) };
         self.recycle(buf);
         written?;
         self.crc = crc;
@@ -426,7 +434,15 @@ impl Wal {
 
     /// The single write + fdatasync of a save.
     fn write_and_sync(&mut self, bytes: &[u8]) -> Result<(), WalError> {
-        let res = self.tail.write_all(bytes).and_then(|()| self.tail.sync_data());
+        self.write_then(bytes, true)
+    }
+
+    fn write_only(&mut self, bytes: &[u8]) -> Result<(), WalError> {
+        self.write_then(bytes, false)
+    }
+
+    fn write_then(&mut self, bytes: &[u8], sync: bool) -> Result<(), WalError> {
+        let res = self.tail.write_all(bytes).and_then(|()| if sync { self.tail.sync_data() } else { Ok(()) });
         match res {
             Ok(()) => {
                 self.tail_len += bytes.len() as u64;
