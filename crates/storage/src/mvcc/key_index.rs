@@ -81,7 +81,7 @@ impl KeyIndex {
         if self.generations.is_empty() {
             self.generations.push(Generation::default());
         }
-        let last = self.generations.len() - 1;
+        let last = self.generations.len().saturating_sub(1);
         let g = &mut self.generations[last];
         if g.revs.is_empty() {
             g.created = rev;
@@ -167,7 +167,7 @@ impl KeyIndex {
             return;
         }
         let (mut gen_idx, rev_idx) = self.do_compact(at_rev, available);
-        let last = self.generations.len() - 1;
+        let last = self.generations.len().saturating_sub(1);
         if let Some(g) = self.generations.get_mut(gen_idx) {
             if !g.is_empty() {
                 if let Some(i) = rev_idx {
@@ -190,7 +190,7 @@ impl KeyIndex {
             return;
         }
         let (gen_idx, rev_idx) = self.do_compact(at_rev, available);
-        let last = self.generations.len() - 1;
+        let last = self.generations.len().saturating_sub(1);
         if let (Some(g), Some(i)) = (self.generations.get(gen_idx), rev_idx) {
             // The latest revision is a tombstone: compaction drops it.
             if i + 1 == g.revs.len() && gen_idx != last {

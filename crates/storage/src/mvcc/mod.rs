@@ -28,14 +28,14 @@
 //! a record between a reader's index lookup and its fetch; the reader then
 //! finds the compacted revision moved past its own and answers `Compacted`.
 //!
-//! Submodules: [`revision`] (key encoding), `key_index` (one key's
+//! Submodules: `revision` (key encoding), `key_index` (one key's
 //! generations), `index` (the tree of them), `store` (open, reads, hashes),
 //! `txn` (write transactions), `compaction`.
 
 mod compaction;
 mod index;
 mod key_index;
-pub mod revision;
+mod revision;
 mod store;
 #[cfg(test)]
 mod tests;

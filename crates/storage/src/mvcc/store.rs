@@ -180,10 +180,7 @@ impl KvStore {
                         // Physical compaction overtook this read.
                         MvccError::Compacted
                     } else {
-                        MvccError::Corrupt(format!(
-                            "revision {} is indexed but not in the backend",
-                            revs[i]
-                        ))
+                        MvccError::Corrupt(format!("revision {} is indexed but not in the backend", revs[i]))
                     })
                 }
             }

@@ -6,8 +6,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use retcd_api::mvccpb::event::EventType;
 use prost::Message;
+use retcd_api::mvccpb::event::EventType;
 use retcd_api::mvccpb::{Event, KeyValue};
 
 use super::*;
@@ -636,16 +636,20 @@ fn perf_smoke() {
         eprintln!("get_many_with sorted: {:?}", t.elapsed());
         let t = Instant::now();
         let mut m = 0;
-        e.backend.scan(Table::Key, &[], None, |_, v| {
-            m += v.len();
-            true
-        }).unwrap();
+        e.backend
+            .scan(Table::Key, &[], None, |_, v| {
+                m += v.len();
+                true
+            })
+            .unwrap();
         eprintln!("scan all: {:?} {n} {m}", t.elapsed());
         let t = Instant::now();
         let mut dec = 0usize;
-        e.backend.get_many_with(Table::Key, &keys, |_, v| {
-            dec += KeyValue::decode(v.unwrap()).unwrap().value.len();
-        }).unwrap();
+        e.backend
+            .get_many_with(Table::Key, &keys, |_, v| {
+                dec += KeyValue::decode(v.unwrap()).unwrap().value.len();
+            })
+            .unwrap();
         eprintln!("sorted get+decode: {:?} {dec}", t.elapsed());
         let t = Instant::now();
         let kvs = e.store.fetch(&revs, e.store.rev()).unwrap();

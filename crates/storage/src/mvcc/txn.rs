@@ -74,7 +74,8 @@ impl WriteTxn<'_, '_> {
             lease,
         };
         self.btx.put(Table::Key, &rev.to_bytes(), &kv.encode_to_vec());
-        if let Err(e) = self.store.index.write().put(key, rev) {
+        let indexed = self.store.index.write().put(key, rev);
+        if let Err(e) = indexed {
             // Revisions only grow here; this would be a bug.
             self.record(MvccError::Corrupt(format!("indexing revision {rev}: {e:?}")));
         }
