@@ -1,8 +1,8 @@
 //! Raft snapshots every `--snapshot-count` entries: snapshot files appear,
-
-#![allow(clippy::unwrap_used)]
 //! old ones are purged down to `--max-snapshots`, and a restart from a
 //! snapshot plus the WAL after it keeps every key.
+
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
