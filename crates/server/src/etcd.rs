@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 
 use axum::serve::ListenerExt;
 use prost::Message as _;
-use retcd_api::retcdpb::{LeaseRecord, WalMetadata};
+use retcd_api::etcdserverpb::Member;
+use retcd_api::retcdpb::{InternalRequest, LeaseRecord, MemberAttributes, WalMetadata};
 use retcd_storage::backend::{Backend, Table};
 use retcd_storage::mvcc::{Compaction, KvStore};
+use retcd_storage::wal::Wal;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -25,6 +27,9 @@ use crate::apply::Applier;
 use crate::config::Config;
 use crate::ids;
 use crate::lease::Lessor;
+use crate::membership::Membership;
+use crate::peer::PeerService;
+use crate::raft::transport::Transport;
 use crate::raft::{self, RaftNode, RaftSettings, RaftStatus};
 use crate::server::{EtcdServer, ServerSettings};
 use crate::wait::Wait;
@@ -32,6 +37,8 @@ use crate::watch::WatchHub;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Membership(#[from] crate::membership::MembershipError),
     #[error("{0}")]
     Config(String),
     #[error("{path}: {reason}")]
@@ -142,31 +149,10 @@ impl Etcd {
     pub async fn start(cfg: Config) -> Result<Etcd, StartError> {
         cfg.validate().map_err(|e| StartError::Config(e.0))?;
         let client_addrs = parse_urls(&cfg.listen_client_urls, "listen-client-urls")?;
-        parse_urls(&cfg.listen_peer_urls, "listen-peer-urls")?;
+        let peer_addrs = parse_urls(&cfg.listen_peer_urls, "listen-peer-urls")?;
 
-        // Identity, as etcd derives it.
-        let initial = cfg.initial_cluster().map_err(|e| StartError::Config(e.0))?;
-        let peer_urls = split_list(&cfg.initial_advertise_peer_urls);
-        let mut voters = Vec::new();
-        let mut own_id = None;
-        for (name, url) in &initial {
-            let id = ids::member_id(std::slice::from_ref(url), &cfg.initial_cluster_token);
-            if *name == cfg.name {
-                own_id = Some(ids::member_id(&peer_urls, &cfg.initial_cluster_token));
-                voters.push(own_id.unwrap_or(id));
-            } else {
-                voters.push(id);
-            }
-        }
-        let Some(member_id) = own_id else {
-            return Err(StartError::Config(format!(
-                "couldn't find local name {:?} in the initial cluster configuration",
-                cfg.name
-            )));
-        };
-        if voters.len() > 1 {
-            return Err(StartError::Config("multi-member clusters are not supported yet".into()));
-        }
+        let (initial_members, member_id) = initial_members(&cfg)?;
+        let voters: Vec<u64> = initial_members.iter().map(|m| m.id).collect();
         let cluster_id = ids::cluster_id(&voters);
 
         let dirs = DataDir::new(&cfg.data_dir());
@@ -181,6 +167,18 @@ impl Etcd {
         let lessor = Arc::new(Lessor::new(min_ttl));
         restore_leases(&backend, &kv, &lessor)?;
 
+        // A new member records the initial members before its WAL exists, so
+        // a member with a WAL always has its member list.
+        let membership = Arc::new(Membership::load(&backend)?);
+        if !Wal::exists(&dirs.wal) {
+            if cfg.initial_cluster_state == "existing" {
+                return Err(StartError::Config(
+                    "--initial-cluster-state existing (joining a running cluster) is not supported yet".into(),
+                ));
+            }
+            membership.bootstrap(&mut backend.batch_tx(), initial_members);
+            backend.commit()?;
+        }
         let metadata = WalMetadata { format: String::new(), member_id, cluster_id };
         let boot = raft::boot::boot(&dirs.wal, &dirs.snap, metadata, &voters)?;
         let (member_id, cluster_id) = (boot.metadata.member_id, boot.metadata.cluster_id);
@@ -243,6 +241,7 @@ impl Etcd {
             kv: kv.clone(),
             backend: backend.clone(),
             lessor: lessor.clone(),
+            membership: membership.clone(),
             watch: watch.clone(),
             wait: wait.clone(),
             applied: applied.clone(),
@@ -259,8 +258,13 @@ impl Etcd {
 
         let lease_hook = lessor.clone();
         let drop_wait = wait.clone();
+        let peer_urls_by_id =
+            membership.list().into_iter().filter(|m| m.id != member_id).map(|m| (m.id, m.peer_ur_ls)).collect();
+        let transport =
+            Transport::new(cluster_id, member_id, tokio::runtime::Handle::current(), raft_tx.clone(), peer_urls_by_id);
         let node = RaftNode::new(
             boot,
+            transport,
             RaftSettings {
                 id: member_id,
                 heartbeat: cfg.heartbeat(),
@@ -294,7 +298,6 @@ impl Etcd {
                 name: cfg.name.clone(),
                 member_id,
                 cluster_id,
-                peer_urls,
                 client_urls: split_list(&cfg.advertise_client_urls),
                 max_txn_ops: cfg.max_txn_ops,
                 max_request_bytes: cfg.max_request_bytes as usize,
@@ -310,6 +313,7 @@ impl Etcd {
             applied_rx,
             raft_tx,
             ids: ids::IdGenerator::new(member_id),
+            membership: membership.clone(),
         });
 
         let mut etcd = Etcd {
@@ -322,34 +326,67 @@ impl Etcd {
             shutdown_tx: Vec::new(),
             serve_tasks: Vec::new(),
         };
-        etcd.wait_ready(request_timeout).await?;
+        for addr in peer_addrs {
+            let service = PeerService { cluster_id, raft_tx: server.raft_tx.clone(), lessor: server.lessor.clone() };
+            etcd.serve(addr, crate::peer::routes(service), "peer").await?;
+        }
+        etcd.wait_ready().await;
+        etcd.publish().await;
         server.watch.spawn_background(cfg.experimental_watch_progress_notify_interval);
         server.spawn_lease_expiry();
         for addr in client_addrs {
-            etcd.serve_clients(addr).await?;
+            let bound = etcd.serve(addr, crate::v3rpc::routes(&server), "client").await?;
+            etcd.client_addrs.push(bound);
         }
         tracing::info!("ready to serve client requests on {:?}", etcd.client_addrs);
         Ok(etcd)
     }
 
     /// Waits for a leader and for the replayed log to be applied, so the
-    /// first client request sees every acknowledged write.
-    async fn wait_ready(&self, timeout: Duration) -> Result<(), StartError> {
-        let deadline = Instant::now() + timeout;
+    /// first client request sees every acknowledged write. Like etcd, a
+    /// member whose cluster has no quorum waits for one however long.
+    async fn wait_ready(&self) {
+        let s = &self.server;
+        let mut next_log = Instant::now() + Duration::from_secs(5);
         loop {
-            let s = &self.server;
-            let leader = s.raft.leader() != 0;
-            if leader && s.linearizable_read().await.is_ok() {
-                return Ok(());
+            if s.raft.leader() != 0 && s.linearizable_read().await.is_ok() {
+                return;
             }
-            if Instant::now() >= deadline {
-                return Err(StartError::NotReady("no leader elected".into()));
+            if Instant::now() >= next_log {
+                tracing::warn!("waiting for a leader (member {:x})", s.settings.member_id);
+                next_log = Instant::now() + Duration::from_secs(5);
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
-    async fn serve_clients(&mut self, addr: SocketAddr) -> Result<(), StartError> {
+    /// Publishes this member's name and client URLs through raft, as etcd
+    /// does before serving clients.
+    async fn publish(&self) {
+        let s = &self.server;
+        let attrs = MemberAttributes {
+            id: s.settings.member_id,
+            name: s.settings.name.clone(),
+            client_urls: s.settings.client_urls.clone(),
+        };
+        let current = s.membership.get(attrs.id);
+        if current.is_some_and(|m| m.name == attrs.name && m.client_ur_ls == attrs.client_urls) {
+            return;
+        }
+        loop {
+            let req = InternalRequest { member_attributes: Some(attrs.clone()), ..Default::default() };
+            match s.propose(req).await {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!("failed to publish member attributes: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// Serves `router` on `addr` until stopped; returns the bound address.
+    async fn serve(&mut self, addr: SocketAddr, router: axum::Router, what: &str) -> Result<SocketAddr, StartError> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| StartError::Listen { url: format!("http://{addr}"), reason: e.to_string() })?;
@@ -360,20 +397,19 @@ impl Etcd {
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        let router = crate::v3rpc::routes(&self.server);
         let (tx, rx) = oneshot::channel::<()>();
+        let what = what.to_string();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, router).with_graceful_shutdown(async {
                 let _ = rx.await;
             });
             if let Err(e) = serve.await {
-                tracing::error!("client listener {bound} failed: {e}");
+                tracing::error!("{what} listener {bound} failed: {e}");
             }
         });
-        self.client_addrs.push(bound);
         self.shutdown_tx.push(tx);
         self.serve_tasks.push(task);
-        Ok(())
+        Ok(bound)
     }
 
     /// Graceful stop: stop serving, stop raft, let the apply thread finish,
@@ -406,6 +442,53 @@ impl Etcd {
         .await;
         tracing::info!("stopped");
     }
+}
+
+/// The initial members from `--initial-cluster` (URLs grouped by name, ids
+/// derived as etcd does) and this member's id. This member's entry must list
+/// exactly its `--initial-advertise-peer-urls`.
+fn initial_members(cfg: &Config) -> Result<(Vec<Member>, u64), StartError> {
+    let mut by_name: Vec<(String, Vec<String>)> = Vec::new();
+    for (name, url) in cfg.initial_cluster().map_err(|e| StartError::Config(e.0))? {
+        match by_name.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, urls)) => urls.push(url),
+            None => by_name.push((name, vec![url])),
+        }
+    }
+    let mut advertised = split_list(&cfg.initial_advertise_peer_urls);
+    advertised.sort();
+    let Some((_, own_urls)) = by_name.iter().find(|(n, _)| *n == cfg.name) else {
+        return Err(StartError::Config(format!(
+            "couldn't find local name {:?} in the initial cluster configuration",
+            cfg.name
+        )));
+    };
+    let mut own = own_urls.clone();
+    own.sort();
+    if own != advertised {
+        return Err(StartError::Config(format!(
+            "--initial-cluster has {}={} but missing from --initial-advertise-peer-urls={} (\"{}\"(resolved from {:?}) != \"{}\"(resolved from {:?}))",
+            cfg.name,
+            own_urls.join(","),
+            cfg.initial_advertise_peer_urls,
+            advertised.join(","),
+            advertised,
+            own.join(","),
+            own,
+        )));
+    }
+    let members: Vec<Member> = by_name
+        .into_iter()
+        .map(|(name, peer_urls)| Member {
+            id: ids::member_id(&peer_urls, &cfg.initial_cluster_token),
+            name,
+            peer_ur_ls: peer_urls,
+            client_ur_ls: Vec::new(),
+            is_learner: false,
+        })
+        .collect();
+    let own_id = ids::member_id(&own, &cfg.initial_cluster_token);
+    Ok((members, own_id))
 }
 
 fn restore_leases(backend: &Backend, kv: &KvStore, lessor: &Lessor) -> Result<(), StartError> {

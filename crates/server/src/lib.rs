@@ -12,6 +12,8 @@ pub mod etcd;
 pub mod ids;
 pub mod lease;
 pub mod logging;
+pub mod membership;
+pub mod peer;
 pub mod raft;
 pub mod server;
 pub mod v3rpc;

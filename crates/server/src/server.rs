@@ -10,6 +10,7 @@ use crossbeam_channel::Sender;
 use prost::Message as _;
 use retcd_api::errors::EtcdError;
 use retcd_api::etcdserverpb::{LeaseRevokeRequest, Member, ResponseHeader};
+use retcd_api::retcdpb::peer_client::PeerClient;
 use retcd_api::retcdpb::{InternalRequest, RequestHeader};
 use retcd_storage::backend::Backend;
 use retcd_storage::mvcc::KvStore;
@@ -18,6 +19,7 @@ use tokio::sync::oneshot;
 use crate::apply::ApplyResult;
 use crate::ids::IdGenerator;
 use crate::lease::Lessor;
+use crate::membership::Membership;
 use crate::raft::{RaftInput, RaftStatus};
 use crate::wait::Wait;
 use crate::watch::WatchHub;
@@ -29,7 +31,6 @@ pub struct ServerSettings {
     pub name: String,
     pub member_id: u64,
     pub cluster_id: u64,
-    pub peer_urls: Vec<String>,
     pub client_urls: Vec<String>,
     pub max_txn_ops: usize,
     pub max_request_bytes: usize,
@@ -48,6 +49,7 @@ pub struct EtcdServer {
     pub applied_rx: tokio::sync::watch::Receiver<u64>,
     pub raft_tx: Sender<RaftInput>,
     pub ids: IdGenerator,
+    pub membership: Arc<Membership>,
 }
 
 impl EtcdServer {
@@ -67,13 +69,17 @@ impl EtcdServer {
     }
 
     pub fn members(&self) -> Vec<Member> {
-        vec![Member {
-            id: self.settings.member_id,
-            name: self.settings.name.clone(),
-            peer_ur_ls: self.settings.peer_urls.clone(),
-            client_ur_ls: self.settings.client_urls.clone(),
-            is_learner: false,
-        }]
+        self.membership.list()
+    }
+
+    /// A client of the leader's peer service, for requests only the leader
+    /// can answer (lease renewals). None without a known leader.
+    pub fn leader_peer(&self) -> Result<PeerClient<tonic::transport::Channel>, EtcdError> {
+        let leader = self.raft.leader();
+        let member = self.membership.get(leader).ok_or(EtcdError::NoLeader)?;
+        let url = member.peer_ur_ls.first().ok_or(EtcdError::NoLeader)?;
+        let endpoint = tonic::transport::Endpoint::from_shared(url.clone()).map_err(|_| EtcdError::NoLeader)?;
+        Ok(PeerClient::new(endpoint.connect_timeout(Duration::from_secs(1)).connect_lazy()))
     }
 
     /// Proposes `req` through raft and waits for the result of applying it.

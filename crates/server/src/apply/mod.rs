@@ -26,6 +26,7 @@ use retcd_storage::mvcc::{Compaction, KvStore};
 use tokio::sync::oneshot;
 
 use crate::lease::Lessor;
+use crate::membership::Membership;
 use crate::raft::{ApplyTask, RaftInput};
 use crate::wait::Wait;
 use crate::watch::WatchHub;
@@ -40,6 +41,8 @@ pub enum ApplyResult {
     Compaction(CompactionResponse, oneshot::Receiver<()>),
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
+    /// Applied; nothing to report (member attributes).
+    Done,
     Error(EtcdError),
 }
 
@@ -47,6 +50,7 @@ pub struct Applier {
     pub kv: Arc<KvStore>,
     pub backend: Arc<Backend>,
     pub lessor: Arc<Lessor>,
+    pub membership: Arc<Membership>,
     pub watch: Arc<WatchHub>,
     pub wait: Arc<Wait<ApplyResult>>,
     pub applied: Arc<AtomicU64>,
@@ -157,6 +161,10 @@ impl Applier {
                 Ok(()) => ApplyResult::LeaseRevoke(LeaseRevokeResponse::default()),
                 Err(e) => ApplyResult::Error(e),
             };
+        }
+        if let Some(a) = req.member_attributes {
+            self.membership.set_attributes(btx, a.id, &a.name, &a.client_urls);
+            return ApplyResult::Done;
         }
         ApplyResult::Error(EtcdError::NotCapable)
     }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use retcd_api::errors::EtcdError;
+use retcd_api::etcdserverpb::LeaseTimeToLiveResponse;
 
 /// etcd's `MaxLeaseTTL`: 9,000,000,000 seconds.
 pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
@@ -140,6 +141,25 @@ impl Lessor {
             remaining: if expired { -1 } else { lease.remaining(now).as_secs() as i64 },
             keys: lease.keys.iter().cloned().collect(),
         })
+    }
+
+    /// A TimeToLive answer as etcd gives it: TTL -1 for an unknown lease.
+    pub fn time_to_live_response(&self, id: i64, with_keys: bool) -> LeaseTimeToLiveResponse {
+        match self.time_to_live(id) {
+            Some(ttl) => LeaseTimeToLiveResponse {
+                header: None,
+                id,
+                ttl: ttl.remaining,
+                granted_ttl: ttl.granted,
+                keys: if with_keys { ttl.keys } else { Vec::new() },
+            },
+            None => LeaseTimeToLiveResponse { header: None, id, ttl: -1, ..Default::default() },
+        }
+    }
+
+    /// Whether this member tracks expiry (it leads).
+    pub fn is_primary(&self) -> bool {
+        self.inner.lock().primary
     }
 
     pub fn ids(&self) -> Vec<i64> {

@@ -16,6 +16,7 @@
 
 pub mod boot;
 mod logger;
+pub mod transport;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -47,6 +48,10 @@ pub enum RaftInput {
     /// The apply thread made the backend durable up to `index`; a snapshot
     /// may be recorded there and the log compacted.
     SnapshotReady { index: u64, term: u64 },
+    /// A raft message from another member.
+    Step(Message),
+    /// The transport could not reach this member.
+    Unreachable(u64),
 }
 
 /// Work for the apply thread, in log order.
@@ -92,6 +97,7 @@ pub type DropHook = Box<dyn Fn(u64) + Send>;
 
 pub struct RaftNode {
     node: RawNode<MemStorage>,
+    transport: transport::Transport,
     wal: Wal,
     snapshotter: Snapshotter,
     settings: RaftSettings,
@@ -124,6 +130,7 @@ impl RaftNode {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         boot: Boot,
+        transport: transport::Transport,
         settings: RaftSettings,
         applied_index: u64,
         inputs: Receiver<RaftInput>,
@@ -149,6 +156,7 @@ impl RaftNode {
         let node = RawNode::new(&cfg, boot.storage, &logger::raft_logger())?;
         Ok(RaftNode {
             node,
+            transport,
             wal: boot.wal,
             snapshotter: boot.snapshotter,
             settings,
@@ -213,15 +221,21 @@ impl RaftNode {
     fn handle_input(&mut self, input: RaftInput) -> Result<(), RaftError> {
         match input {
             RaftInput::Propose { id, data } => {
-                if self.node.raft.state != StateRole::Leader {
-                    // Forwarding to a remote leader comes with clustering;
-                    // until then a proposal without a leader fails fast.
+                // A follower's raft forwards the proposal to the leader; with
+                // no leader known it is dropped at once (etcd: no leader).
+                if self.status.leader() == raft::INVALID_ID {
                     (self.on_drop)(id);
                 } else if let Err(e) = self.node.propose(Vec::new(), data) {
                     tracing::warn!("proposal {id:x} dropped: {e}");
                     (self.on_drop)(id);
                 }
             }
+            RaftInput::Step(msg) => {
+                if let Err(e) = self.node.step(msg) {
+                    tracing::debug!("raft step: {e}");
+                }
+            }
+            RaftInput::Unreachable(id) => self.node.report_unreachable(id),
             RaftInput::ReadIndex(tx) => self.pending_reads.push(tx),
             RaftInput::SnapshotReady { index, term } => self.record_snapshot(index, term)?,
         }
@@ -336,10 +350,17 @@ impl RaftNode {
     }
 
     fn send(&mut self, msgs: Vec<Message>) {
-        // The peer transport comes with clustering; a single member has no
-        // one to send to.
-        if !msgs.is_empty() {
-            tracing::debug!("dropping {} raft messages: no peer transport", msgs.len());
+        // Sending a snapshot needs the backend's data streamed along with it,
+        // which the transport cannot do yet: a follower that fell behind the
+        // compacted log stays behind rather than receive an empty snapshot.
+        let (snaps, msgs): (Vec<Message>, Vec<Message>) =
+            msgs.into_iter().partition(|m| m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot);
+        for m in snaps {
+            tracing::error!("member {:x} needs a snapshot; snapshot transfer is not implemented", m.to);
+            self.node.report_snapshot(m.to, raft::SnapshotStatus::Failure);
+        }
+        for id in self.transport.send(msgs) {
+            self.node.report_unreachable(id);
         }
     }
 

@@ -69,12 +69,10 @@ impl Lease for LeaseService {
                 // The header is taken before renewing, so its revision is
                 // never newer than the moment the renewal happened.
                 let header = Some(server.header(server.kv.rev()));
-                // An unknown or expired lease answers TTL 0, as etcd.
-                let ttl = match server.lessor.renew(r.id) {
+                let ttl = match renew(&server, r.id).await {
                     Ok(ttl) => ttl,
-                    Err(EtcdError::LeaseNotFound) => 0,
-                    Err(e) => {
-                        let _ = tx.send(Err(Status::from(e))).await;
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
                         return;
                     }
                 };
@@ -93,17 +91,14 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let r = req.into_inner();
         let header = Some(self.server.header(self.server.kv.rev()));
-        // An unknown lease is not an error: etcd answers TTL -1.
-        let resp = match self.server.lessor.time_to_live(r.id) {
-            Some(ttl) => LeaseTimeToLiveResponse {
-                header,
-                id: r.id,
-                ttl: ttl.remaining,
-                granted_ttl: ttl.granted,
-                keys: if r.keys { ttl.keys } else { Vec::new() },
-            },
-            None => LeaseTimeToLiveResponse { header, id: r.id, ttl: -1, ..Default::default() },
+        let mut resp = if self.server.lessor.is_primary() {
+            self.server.lessor.time_to_live_response(r.id, r.keys)
+        } else {
+            // Only the leader knows how much time a lease has left.
+            let mut leader = self.server.leader_peer()?;
+            leader.lease_time_to_live(r).await?.into_inner()
         };
+        resp.header = header;
         Ok(Response::new(resp))
     }
 
@@ -111,4 +106,20 @@ impl Lease for LeaseService {
         let leases = self.server.lessor.ids().into_iter().map(|id| LeaseStatus { id }).collect();
         Ok(Response::new(LeaseLeasesResponse { header: Some(self.server.header(self.server.kv.rev())), leases }))
     }
+}
+
+/// Renews a lease at the leader: locally when this member leads, otherwise
+/// through the leader's peer service. An unknown or expired lease answers
+/// TTL 0, as etcd.
+async fn renew(server: &EtcdServer, id: i64) -> Result<i64, Status> {
+    if server.lessor.is_primary() {
+        return match server.lessor.renew(id) {
+            Ok(ttl) => Ok(ttl),
+            Err(EtcdError::LeaseNotFound) => Ok(0),
+            Err(e) => Err(e.into()),
+        };
+    }
+    let mut leader = server.leader_peer()?;
+    let resp = leader.lease_keep_alive(LeaseKeepAliveRequest { id }).await?;
+    Ok(resp.into_inner().ttl)
 }

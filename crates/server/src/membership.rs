@@ -1,0 +1,81 @@
+//! The cluster's members: ids, names, peer and client URLs.
+//!
+//! The member list is replicated state: it is written to the backend's
+//! `Members` table at bootstrap (every member derives the same list from
+//! `--initial-cluster`) and changed only by applied raft entries (a member
+//! publishing its name and client URLs). A restarted member reads it back,
+//! so it needs no `--initial-cluster` flags.
+
+use std::collections::BTreeMap;
+
+use parking_lot::RwLock;
+use prost::Message as _;
+use retcd_api::etcdserverpb::Member;
+use retcd_storage::backend::{Backend, BackendError, BatchTx, Table};
+
+pub struct Membership {
+    members: RwLock<BTreeMap<u64, Member>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("corrupt member record for {id:x}: {reason}")]
+    Corrupt { id: u64, reason: String },
+}
+
+fn member_key(id: u64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+impl Membership {
+    /// Reads the member list from the backend (empty for a new member).
+    pub fn load(backend: &Backend) -> Result<Membership, MembershipError> {
+        let mut members = BTreeMap::new();
+        for (key, value) in backend.range(Table::Members, &[], None, 0)? {
+            let id = key.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0);
+            let m =
+                Member::decode(value.as_slice()).map_err(|e| MembershipError::Corrupt { id, reason: e.to_string() })?;
+            members.insert(m.id, m);
+        }
+        Ok(Membership { members: RwLock::new(members) })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.read().is_empty()
+    }
+
+    /// Records the initial members of a new cluster.
+    pub fn bootstrap(&self, btx: &mut BatchTx<'_>, initial: Vec<Member>) {
+        let mut members = self.members.write();
+        for m in initial {
+            btx.put(Table::Members, &member_key(m.id), &m.encode_to_vec());
+            members.insert(m.id, m);
+        }
+    }
+
+    /// Applies a member's published name and client URLs.
+    pub fn set_attributes(&self, btx: &mut BatchTx<'_>, id: u64, name: &str, client_urls: &[String]) {
+        let mut members = self.members.write();
+        let Some(m) = members.get_mut(&id) else {
+            tracing::warn!("ignoring attributes of unknown member {id:x}");
+            return;
+        };
+        m.name = name.to_string();
+        m.client_ur_ls = client_urls.to_vec();
+        btx.put(Table::Members, &member_key(id), &m.encode_to_vec());
+    }
+
+    pub fn list(&self) -> Vec<Member> {
+        self.members.read().values().cloned().collect()
+    }
+
+    pub fn get(&self, id: u64) -> Option<Member> {
+        self.members.read().get(&id).cloned()
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.members.read().keys().copied().collect()
+    }
+}

@@ -1,0 +1,83 @@
+//! The peer listener: what other members call on `--listen-peer-urls`.
+//! Raft message batches go to the raft thread; forwarded lease requests are
+//! answered by this member's lessor (they are sent here because this member
+//! leads).
+
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+use prost011::Message as _;
+use raft::eraftpb::Message;
+use retcd_api::errors::EtcdError;
+use retcd_api::etcdserverpb::{
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+use retcd_api::retcdpb::peer_server::{Peer, PeerServer};
+use retcd_api::retcdpb::{PeerAck, RaftBatch};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::lease::Lessor;
+use crate::raft::RaftInput;
+
+pub struct PeerService {
+    pub cluster_id: u64,
+    pub raft_tx: Sender<RaftInput>,
+    pub lessor: Arc<Lessor>,
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn raft(&self, req: Request<Streaming<RaftBatch>>) -> Result<Response<PeerAck>, Status> {
+        let mut stream = req.into_inner();
+        while let Some(batch) = stream.message().await? {
+            if batch.cluster_id != self.cluster_id {
+                tracing::error!(
+                    "rejecting raft messages from member {:x}: cluster ID mismatch (theirs {:x}, ours {:x})",
+                    batch.from,
+                    batch.cluster_id,
+                    self.cluster_id
+                );
+                return Err(Status::failed_precondition(format!(
+                    "cluster ID mismatch: request cluster ID {:x}, local cluster ID {:x}",
+                    batch.cluster_id, self.cluster_id
+                )));
+            }
+            for bytes in batch.messages {
+                let msg = Message::decode(bytes.as_slice())
+                    .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?;
+                if self.raft_tx.send(RaftInput::Step(msg)).is_err() {
+                    return Err(EtcdError::Stopped.into());
+                }
+            }
+        }
+        Ok(Response::new(PeerAck {}))
+    }
+
+    async fn lease_keep_alive(
+        &self,
+        req: Request<LeaseKeepAliveRequest>,
+    ) -> Result<Response<LeaseKeepAliveResponse>, Status> {
+        let id = req.into_inner().id;
+        let ttl = match self.lessor.renew(id) {
+            Ok(ttl) => ttl,
+            Err(EtcdError::LeaseNotFound) => 0,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Response::new(LeaseKeepAliveResponse { header: None, id, ttl }))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let r = req.into_inner();
+        if !self.lessor.is_primary() {
+            return Err(EtcdError::NotLeader.into());
+        }
+        Ok(Response::new(self.lessor.time_to_live_response(r.id, r.keys)))
+    }
+}
+
+pub fn routes(service: PeerService) -> axum::Router {
+    tonic::service::Routes::new(PeerServer::new(service).max_decoding_message_size(usize::MAX >> 1)).into_axum_router()
+}

@@ -1,0 +1,158 @@
+//! The peer transport: raft messages between members over gRPC on the peer
+//! URLs.
+//!
+//! Each remote member has a sender task with a bounded queue. The raft
+//! thread only ever `try_send`s into it: a member that is down or slow fills
+//! its own queue and loses messages (raft retransmits; the member is reported
+//! unreachable so the leader probes it gently) but never blocks the raft
+//! loop or the other members. A sender batches whatever is queued into one
+//! `RaftBatch` per write on a long-lived client stream, and reconnects with
+//! a backoff when the stream breaks.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use prost011::Message as _;
+use raft::eraftpb::Message;
+use retcd_api::retcdpb::peer_client::PeerClient;
+use retcd_api::retcdpb::RaftBatch;
+use tokio::sync::mpsc;
+
+use super::RaftInput;
+
+/// Messages queued per peer before new ones are dropped.
+const PEER_QUEUE: usize = 4096;
+/// Messages sent in one batch at most.
+const MAX_BATCH: usize = 512;
+
+pub struct Transport {
+    cluster_id: u64,
+    self_id: u64,
+    runtime: tokio::runtime::Handle,
+    raft_tx: Sender<RaftInput>,
+    peers: HashMap<u64, mpsc::Sender<Message>>,
+    /// Peer URLs by member id, as currently known.
+    urls: HashMap<u64, Vec<String>>,
+}
+
+impl Transport {
+    pub fn new(
+        cluster_id: u64,
+        self_id: u64,
+        runtime: tokio::runtime::Handle,
+        raft_tx: Sender<RaftInput>,
+        urls: HashMap<u64, Vec<String>>,
+    ) -> Transport {
+        Transport { cluster_id, self_id, runtime, raft_tx, peers: HashMap::new(), urls }
+    }
+
+    /// Queues `msgs` for their recipients; returns the ids whose queue was
+    /// full or who are unknown (to report to raft as unreachable).
+    pub fn send(&mut self, msgs: Vec<Message>) -> Vec<u64> {
+        let mut unreachable = Vec::new();
+        for m in msgs {
+            let to = m.to;
+            let Some(tx) = self.peer(to) else {
+                unreachable.push(to);
+                continue;
+            };
+            if tx.try_send(m).is_err() && !unreachable.contains(&to) {
+                unreachable.push(to);
+            }
+        }
+        unreachable
+    }
+
+    fn peer(&mut self, id: u64) -> Option<&mpsc::Sender<Message>> {
+        if !self.peers.contains_key(&id) {
+            let url = self.urls.get(&id)?.first()?.clone();
+            let (tx, rx) = mpsc::channel(PEER_QUEUE);
+            let sender = PeerSender { url, cluster_id: self.cluster_id, from: self.self_id, to: id };
+            let raft_tx = self.raft_tx.clone();
+            self.runtime.spawn(sender.run(rx, raft_tx));
+            self.peers.insert(id, tx);
+        }
+        self.peers.get(&id)
+    }
+}
+
+struct PeerSender {
+    url: String,
+    cluster_id: u64,
+    from: u64,
+    to: u64,
+}
+
+impl PeerSender {
+    async fn run(self, mut rx: mpsc::Receiver<Message>, raft_tx: Sender<RaftInput>) {
+        let mut backoff = Duration::from_millis(50);
+        let mut logged_down = false;
+        loop {
+            let Ok(endpoint) = tonic::transport::Endpoint::from_shared(self.url.clone()) else {
+                tracing::error!("peer {:x}: invalid peer URL {}", self.to, self.url);
+                return;
+            };
+            let endpoint = endpoint.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true);
+            match endpoint.connect().await {
+                Ok(channel) => {
+                    if logged_down {
+                        tracing::info!("peer {:x} ({}) is reachable again", self.to, self.url);
+                        logged_down = false;
+                    }
+                    backoff = Duration::from_millis(50);
+                    if !self.stream(channel, &mut rx).await {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    if !logged_down {
+                        tracing::warn!("peer {:x} ({}) unreachable: {e}", self.to, self.url);
+                        logged_down = true;
+                    }
+                }
+            }
+            // Whatever queued while the peer was down is stale: raft resends.
+            while rx.try_recv().is_ok() {}
+            if raft_tx.send(RaftInput::Unreachable(self.to)).is_err() {
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// Sends batches on one stream until it breaks (true) or the transport
+    /// is gone (false).
+    async fn stream(&self, channel: tonic::transport::Channel, rx: &mut mpsc::Receiver<Message>) -> bool {
+        let mut client = PeerClient::new(channel).max_encoding_message_size(usize::MAX >> 1);
+        let (batch_tx, batch_rx) = mpsc::channel::<RaftBatch>(16);
+        let mut call =
+            tokio::spawn(async move { client.raft(tokio_stream::wrappers::ReceiverStream::new(batch_rx)).await });
+        loop {
+            let first = tokio::select! {
+                m = rx.recv() => match m {
+                    Some(m) => m,
+                    None => return false,
+                },
+                res = &mut call => {
+                    if let Ok(Err(status)) = res {
+                        tracing::warn!("peer {:x}: stream closed: {}", self.to, status.message());
+                    }
+                    return true;
+                }
+            };
+            let mut messages = vec![first.encode_to_vec()];
+            while messages.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => messages.push(m.encode_to_vec()),
+                    Err(_) => break,
+                }
+            }
+            let batch = RaftBatch { cluster_id: self.cluster_id, from: self.from, messages };
+            if batch_tx.send(batch).await.is_err() {
+                return true;
+            }
+        }
+    }
+}
