@@ -45,7 +45,7 @@ impl Peer for PeerService {
             for bytes in batch.messages {
                 let msg = Message::decode(bytes.as_slice())
                     .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?;
-                if self.raft_tx.send(RaftInput::Step(msg)).is_err() {
+                if self.raft_tx.send(RaftInput::Step(Box::new(msg))).is_err() {
                     return Err(EtcdError::Stopped.into());
                 }
             }

@@ -216,3 +216,158 @@ pub fn retcd_binary() -> PathBuf {
     assert!(bin.exists(), "retcd binary not built at {}", bin.display());
     bin
 }
+
+/// One member of a [`Cluster`]: a retcd process with its own ports and data dir.
+pub struct Member {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    pub child: Option<Child>,
+}
+
+impl Member {
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// A multi-member retcd cluster on loopback (static bootstrap), every member
+/// killed on drop.
+pub struct Cluster {
+    pub members: Vec<Member>,
+    pub binary: PathBuf,
+    pub token: String,
+    pub extra_args: Vec<String>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `size` members and waits until each accepts client connections.
+    pub fn start(binary: &Path, size: usize, extra_args: &[&str]) -> Cluster {
+        let dir = tempfile::Builder::new().prefix("retcd-cluster").tempdir().unwrap();
+        let members = (1..=size)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client_port: free_port(),
+                peer_port: free_port(),
+                data_dir: dir.path().join(format!("m{i}.etcd")),
+                log: dir.path().join(format!("m{i}.log")),
+                child: None,
+            })
+            .collect();
+        let mut c = Cluster {
+            members,
+            binary: binary.to_path_buf(),
+            token: "retcd-test-cluster".into(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            dir,
+        };
+        for i in 0..size {
+            c.spawn(i);
+        }
+        for i in 0..size {
+            c.wait_ready(i, Duration::from_secs(60));
+        }
+        c
+    }
+
+    pub fn initial_cluster(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Comma-separated client endpoints of every member.
+    pub fn endpoints(&self) -> String {
+        self.members.iter().map(Member::endpoint).collect::<Vec<_>>().join(",")
+    }
+
+    /// Starts member `i` (again) on its ports and data dir.
+    pub fn spawn(&mut self, i: usize) {
+        let initial = self.initial_cluster();
+        let m = &mut self.members[i];
+        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let peer = format!("http://127.0.0.1:{}", m.peer_port);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&m.log).unwrap();
+        let child = Command::new(&self.binary)
+            .arg("--name")
+            .arg(&m.name)
+            .arg("--data-dir")
+            .arg(&m.data_dir)
+            .arg("--listen-client-urls")
+            .arg(&client)
+            .arg("--advertise-client-urls")
+            .arg(&client)
+            .arg("--listen-peer-urls")
+            .arg(&peer)
+            .arg("--initial-advertise-peer-urls")
+            .arg(&peer)
+            .arg("--initial-cluster")
+            .arg(&initial)
+            .arg("--initial-cluster-token")
+            .arg(&self.token)
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        m.child = Some(child);
+    }
+
+    /// Waits until member `i` accepts client connections (it binds its client
+    /// port only once it has a leader and has caught up).
+    pub fn wait_ready(&mut self, i: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let m = &mut self.members[i];
+        loop {
+            if let Some(child) = m.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("member {} exited early ({status}); log:\n{}", m.name, m.log_text());
+                }
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", m.client_port)).is_ok() {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("member {} not ready after {timeout:?}; log:\n{}", m.name, m.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            m.kill9();
+        }
+    }
+}

@@ -49,7 +49,7 @@ pub enum RaftInput {
     /// may be recorded there and the log compacted.
     SnapshotReady { index: u64, term: u64 },
     /// A raft message from another member.
-    Step(Message),
+    Step(Box<Message>),
     /// The transport could not reach this member.
     Unreachable(u64),
 }
@@ -231,7 +231,7 @@ impl RaftNode {
                 }
             }
             RaftInput::Step(msg) => {
-                if let Err(e) = self.node.step(msg) {
+                if let Err(e) = self.node.step(*msg) {
                     tracing::debug!("raft step: {e}");
                 }
             }

@@ -109,17 +109,30 @@ impl Lease for LeaseService {
 }
 
 /// Renews a lease at the leader: locally when this member leads, otherwise
-/// through the leader's peer service. An unknown or expired lease answers
-/// TTL 0, as etcd.
+/// through the leader's peer service, retrying through a leader change until
+/// the request timeout (as etcd's LeaseRenew does). An unknown or expired
+/// lease answers TTL 0, as etcd.
 async fn renew(server: &EtcdServer, id: i64) -> Result<i64, Status> {
-    if server.lessor.is_primary() {
-        return match server.lessor.renew(id) {
-            Ok(ttl) => Ok(ttl),
-            Err(EtcdError::LeaseNotFound) => Ok(0),
-            Err(e) => Err(e.into()),
+    let deadline = tokio::time::Instant::now() + server.settings.request_timeout;
+    loop {
+        let attempt = if server.lessor.is_primary() {
+            match server.lessor.renew(id) {
+                Ok(ttl) => Ok(ttl),
+                Err(EtcdError::LeaseNotFound) => return Ok(0),
+                Err(e) => Err(Status::from(e)),
+            }
+        } else {
+            match server.leader_peer() {
+                Ok(mut leader) => {
+                    leader.lease_keep_alive(LeaseKeepAliveRequest { id }).await.map(|r| r.into_inner().ttl)
+                }
+                Err(e) => Err(Status::from(e)),
+            }
         };
+        match attempt {
+            Ok(ttl) => return Ok(ttl),
+            Err(status) if tokio::time::Instant::now() >= deadline => return Err(status),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
     }
-    let mut leader = server.leader_peer()?;
-    let resp = leader.lease_keep_alive(LeaseKeepAliveRequest { id }).await?;
-    Ok(resp.into_inner().ttl)
 }

@@ -1,0 +1,337 @@
+//! Three-member clusters on loopback: etcdctl against every member, the
+//! leader killed while a client writes, a lease kept alive through a
+//! follower across a leader change, and an isolated minority.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use retcd_api::etcdserverpb::kv_client::KvClient;
+use retcd_api::etcdserverpb::lease_client::LeaseClient;
+use retcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
+use retcd_api::etcdserverpb::{
+    HashKvRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseTimeToLiveRequest, PutRequest, RangeRequest,
+    StatusRequest,
+};
+use retcd_testkit::{etcdctl, require_tool, Cluster};
+use tonic::transport::Channel;
+
+fn retcd() -> &'static std::path::Path {
+    env!("CARGO_BIN_EXE_retcd").as_ref()
+}
+
+async fn kv(url: &str) -> KvClient<Channel> {
+    let ch = tonic::transport::Endpoint::from_shared(url.to_string())
+        .unwrap()
+        .timeout(Duration::from_secs(10))
+        .connect_lazy();
+    KvClient::new(ch)
+}
+
+/// The index of the member that currently leads, asked of every running member.
+async fn leader(cluster: &Cluster) -> Option<usize> {
+    for m in cluster.members.iter().filter(|m| m.is_running()) {
+        let Ok(mut c) = MaintenanceClient::connect(m.url()).await else { continue };
+        let Ok(status) = c.status(StatusRequest {}).await else { continue };
+        let status = status.into_inner();
+        if status.leader != 0 {
+            let ids = member_ids(cluster).await;
+            return ids.iter().position(|id| *id == status.leader);
+        }
+    }
+    None
+}
+
+/// Member ids in member order, from each member's own status header.
+async fn member_ids(cluster: &Cluster) -> Vec<u64> {
+    let mut ids = Vec::new();
+    for m in &cluster.members {
+        let id = match MaintenanceClient::connect(m.url()).await {
+            Ok(mut c) => {
+                c.status(StatusRequest {}).await.map(|s| s.into_inner().header.unwrap().member_id).unwrap_or(0)
+            }
+            Err(_) => 0,
+        };
+        ids.push(id);
+    }
+    ids
+}
+
+/// Waits (bounded) until member `url` has applied at least `rev`.
+async fn wait_rev(url: &str, rev: i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut c = kv(url).await;
+    loop {
+        let r = c
+            .range(RangeRequest { key: b"\0".to_vec(), serializable: true, count_only: true, ..Default::default() })
+            .await;
+        if let Ok(r) = r {
+            if r.into_inner().header.unwrap().revision >= rev {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{url} did not reach revision {rev}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn three_members_serve_etcdctl() {
+    if require_tool("etcdctl").is_none() {
+        return;
+    }
+    let cluster = Cluster::start(retcd(), 3, &[]);
+    let all = cluster.endpoints();
+
+    let status = etcdctl(&all, &["endpoint", "status", "-w", "json"], None);
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(text.matches("\"Endpoint\"").count(), 3, "{text}");
+    let leaders: std::collections::HashSet<&str> =
+        text.split("\"leader\":").skip(1).map(|s| s.split([',', '}']).next().unwrap()).collect();
+    assert_eq!(leaders.len(), 1, "every member must name the same leader: {text}");
+
+    let members = etcdctl(&all, &["member", "list"], None);
+    let text = String::from_utf8_lossy(&members.stdout);
+    for m in &cluster.members {
+        let line = text.lines().find(|l| l.contains(&format!(", {}, ", m.name))).unwrap_or_else(|| panic!("{text}"));
+        assert!(line.contains(", started, "), "{line}");
+        assert!(line.contains(&format!("http://127.0.0.1:{}", m.peer_port)), "{line}");
+        assert!(line.contains(&format!("http://127.0.0.1:{}", m.client_port)), "{line}");
+    }
+
+    for (i, m) in cluster.members.iter().enumerate() {
+        let out = etcdctl(&m.endpoint(), &["put", &format!("key{i}"), &format!("from-{}", m.name)], None);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "OK\n", "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    for m in &cluster.members {
+        let out = etcdctl(&m.endpoint(), &["get", "key", "--prefix"], None);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "key0\nfrom-m1\nkey1\nfrom-m2\nkey2\nfrom-m3\n");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_killed_while_writing_loses_nothing() {
+    let mut cluster = Cluster::start(retcd(), 3, &[]);
+    let urls: Vec<String> = cluster.members.iter().map(|m| m.url()).collect();
+    let old_leader = leader(&cluster).await.expect("a leader");
+
+    // A writer that moves to the next member on any error; it records every
+    // acknowledged write with the revision it was given.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer_urls = urls.clone();
+    let writer_stop = stop.clone();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer_count = count.clone();
+    let writer = tokio::spawn(async move {
+        let mut acked: BTreeMap<String, (String, i64)> = BTreeMap::new();
+        let mut errors = 0;
+        let mut target = 0;
+        let mut client = kv(&writer_urls[0]).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut n = 0;
+        while !writer_stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+            let key = format!("k{n:06}");
+            let value = format!("v{n}");
+            let req =
+                PutRequest { key: key.clone().into_bytes(), value: value.clone().into_bytes(), ..Default::default() };
+            match client.put(req).await {
+                Ok(r) => {
+                    acked.insert(key, (value, r.into_inner().header.unwrap().revision));
+                    writer_count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    n += 1;
+                }
+                Err(_) => {
+                    errors += 1;
+                    target = (target + 1) % writer_urls.len();
+                    client = kv(&writer_urls[target]).await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        (acked, errors)
+    });
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before_kill = Instant::now();
+    let acked_at_kill = count.load(std::sync::atomic::Ordering::Relaxed);
+    cluster.members[old_leader].kill9();
+    // A new leader among the survivors.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let new_leader = loop {
+        if let Some(l) = leader(&cluster).await {
+            if l != old_leader {
+                break l;
+            }
+        }
+        assert!(Instant::now() < deadline, "no new leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(new_leader, old_leader);
+    // Writes continue for a while after the failover.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acked, errors) = writer.await.unwrap();
+    let after_kill = acked.len() - acked_at_kill;
+    eprintln!("acked {} writes ({errors} errors), failover took < {:?}", acked.len(), before_kill.elapsed());
+    assert!(after_kill > 50, "too few writes acknowledged: {after_kill}");
+
+    // The old leader comes back and catches up from the log.
+    cluster.spawn(old_leader);
+    cluster.wait_ready(old_leader, Duration::from_secs(60));
+    let max_rev = acked.values().map(|(_, r)| *r).max().unwrap();
+    for url in &urls {
+        wait_rev(url, max_rev).await;
+    }
+    // Every acknowledged write is on every member, at its revision.
+    for url in &urls {
+        let mut c = kv(url).await;
+        let all = c
+            .range(RangeRequest {
+                key: b"k".to_vec(),
+                range_end: b"l".to_vec(),
+                serializable: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let found: BTreeMap<String, (String, i64)> = all
+            .kvs
+            .into_iter()
+            .map(|kv| (String::from_utf8(kv.key).unwrap(), (String::from_utf8(kv.value).unwrap(), kv.mod_revision)))
+            .collect();
+        for (k, v) in &acked {
+            assert_eq!(found.get(k), Some(v), "{url}: acknowledged write {k} missing or wrong");
+        }
+    }
+    // Same history everywhere: equal HashKV at the same revision.
+    let mut hashes = Vec::new();
+    for url in &urls {
+        let mut m = MaintenanceClient::connect(url.clone()).await.unwrap();
+        let h = m.hash_kv(HashKvRequest { revision: max_rev }).await.unwrap().into_inner();
+        hashes.push(h.hash);
+    }
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "HashKV differs: {hashes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lease_kept_alive_through_follower_survives_leader_change() {
+    let mut cluster = Cluster::start(retcd(), 3, &[]);
+    let lead = leader(&cluster).await.expect("leader");
+    let follower = (lead + 1) % 3;
+    let url = cluster.members[follower].url();
+    let mut lease = LeaseClient::connect(url.clone()).await.unwrap();
+    let id = lease.lease_grant(LeaseGrantRequest { ttl: 4, id: 0 }).await.unwrap().into_inner().id;
+    kv(&url)
+        .await
+        .put(PutRequest { key: b"leased".to_vec(), value: b"v".to_vec(), lease: id, ..Default::default() })
+        .await
+        .unwrap();
+
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut responses =
+        lease.lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+    let keep_alive = async {
+        let start = Instant::now();
+        let mut renewed = 0;
+        while start.elapsed() < Duration::from_secs(12) {
+            tx.send(LeaseKeepAliveRequest { id }).await.unwrap();
+            if let Ok(Some(r)) = responses.message().await {
+                if r.ttl > 0 {
+                    renewed += 1;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(800)).await;
+        }
+        renewed
+    };
+    let kill = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        cluster.members[lead].kill9();
+    };
+    let (renewed, ()) = tokio::join!(keep_alive, kill);
+    assert!(renewed >= 8, "only {renewed} renewals succeeded");
+    // 12 s after a 4 s grant, the lease and its key are still alive.
+    let ttl = lease.lease_time_to_live(LeaseTimeToLiveRequest { id, keys: true }).await.unwrap().into_inner();
+    assert!(ttl.ttl > 0, "lease expired: {ttl:?}");
+    assert_eq!(ttl.keys, vec![b"leased".to_vec()]);
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
+    assert!(ok.success());
+}
+
+/// Two of three members frozen (SIGSTOP): the remaining minority refuses
+/// writes and linearizable reads with etcd errors within the request timeout,
+/// still answers serializable reads, and once the others thaw it rejoins
+/// without forcing a new election (pre-vote kept its term).
+#[tokio::test(flavor = "multi_thread")]
+async fn isolated_minority_refuses_and_rejoins_quietly() {
+    let cluster = Cluster::start(retcd(), 3, &[]);
+    let lead = leader(&cluster).await.expect("leader");
+    let minority = (lead + 1) % 3;
+    let url = cluster.members[minority].url();
+    let mut c = kv(&url).await;
+    c.put(PutRequest { key: b"before".to_vec(), value: b"1".to_vec(), ..Default::default() }).await.unwrap();
+    let term_before = MaintenanceClient::connect(cluster.members[lead].url())
+        .await
+        .unwrap()
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .raft_term;
+
+    let frozen: Vec<u32> = (0..3).filter(|i| *i != minority).map(|i| cluster.members[i].pid().unwrap()).collect();
+    for pid in &frozen {
+        signal(*pid, "STOP");
+    }
+    let outcome = async {
+        let start = Instant::now();
+        let put = c.put(PutRequest { key: b"during".to_vec(), value: b"x".to_vec(), ..Default::default() }).await;
+        let put_took = start.elapsed();
+        let start = Instant::now();
+        let read = c.range(RangeRequest { key: b"before".to_vec(), ..Default::default() }).await;
+        let read_took = start.elapsed();
+        let serializable =
+            c.range(RangeRequest { key: b"before".to_vec(), serializable: true, ..Default::default() }).await;
+        (put, put_took, read, read_took, serializable)
+    }
+    .await;
+    for pid in &frozen {
+        signal(*pid, "CONT");
+    }
+    let (put, put_took, read, read_took, serializable) = outcome;
+    // etcd's request timeout with default flags: 5 s + 2 x election timeout.
+    let timeout = Duration::from_secs(8);
+    let put_err = put.expect_err("a write must fail without a quorum");
+    assert!(put_err.message().starts_with("etcdserver: "), "{put_err:?}");
+    assert!(put_took < timeout, "write took {put_took:?}");
+    let read_err = read.expect_err("a linearizable read must fail without a quorum");
+    assert!(read_err.message().starts_with("etcdserver: "), "{read_err:?}");
+    assert!(read_took < timeout, "read took {read_took:?}");
+    let kvs = serializable.expect("serializable reads are served locally").into_inner().kvs;
+    assert_eq!(kvs[0].value, b"1");
+
+    // Thawed: the cluster serves writes again, under the same leader term.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = c.put(PutRequest { key: b"after".to_vec(), value: b"2".to_vec(), ..Default::default() }).await;
+        if r.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "cluster did not recover: {r:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = MaintenanceClient::connect(cluster.members[lead].url())
+        .await
+        .unwrap()
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.raft_term, term_before, "the isolated member disrupted the leader's term");
+}
