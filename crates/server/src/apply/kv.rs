@@ -127,16 +127,17 @@ pub fn range(view: &mut dyn KvRead, r: &RangeRequest) -> Result<RangeResponse, E
     }
     if order != SortOrder::None {
         // Stable sorts: equal elements keep key order, as Go's sort does not
-        // promise but etcdctl users observe for keys.
+        // promise but etcdctl users observe for keys. Descending compares in
+        // reverse (etcd's sort.Reverse) rather than reversing the result, so
+        // ties keep key order there too.
+        let desc = order == SortOrder::Descend;
+        let dir = |o: std::cmp::Ordering| if desc { o.reverse() } else { o };
         match target {
-            SortTarget::Key => kvs.sort_by(|a, b| a.key.cmp(&b.key)),
-            SortTarget::Version => kvs.sort_by_key(|kv| kv.version),
-            SortTarget::Create => kvs.sort_by_key(|kv| kv.create_revision),
-            SortTarget::Mod => kvs.sort_by_key(|kv| kv.mod_revision),
-            SortTarget::Value => kvs.sort_by(|a, b| a.value.cmp(&b.value)),
-        }
-        if order == SortOrder::Descend {
-            kvs.reverse();
+            SortTarget::Key => kvs.sort_by(|a, b| dir(a.key.cmp(&b.key))),
+            SortTarget::Version => kvs.sort_by(|a, b| dir(a.version.cmp(&b.version))),
+            SortTarget::Create => kvs.sort_by(|a, b| dir(a.create_revision.cmp(&b.create_revision))),
+            SortTarget::Mod => kvs.sort_by(|a, b| dir(a.mod_revision.cmp(&b.mod_revision))),
+            SortTarget::Value => kvs.sort_by(|a, b| dir(a.value.cmp(&b.value))),
         }
     }
     let mut more = false;

@@ -38,7 +38,8 @@ impl Maintenance for MaintenanceService {
             return Err(unimplemented("alarm activation and deactivation"));
         }
         // No alarm can be raised yet (quota and corruption checks come later).
-        Ok(Response::new(AlarmResponse { header: Some(self.server.header(self.server.kv.rev())), alarms: vec![] }))
+        // etcd's applied Alarm response carries no header at all.
+        Ok(Response::new(AlarmResponse { header: None, alarms: vec![] }))
     }
 
     async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
