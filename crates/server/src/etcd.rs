@@ -14,10 +14,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use axum::serve::ListenerExt;
-use prost::Message as _;
 use retcd_api::etcdserverpb::Member;
-use retcd_api::retcdpb::{InternalRequest, LeaseRecord, MemberAttributes, WalMetadata};
-use retcd_storage::backend::{Backend, Table};
+use retcd_api::retcdpb::{InternalRequest, MemberAttributes, WalMetadata};
+use retcd_storage::backend::Backend;
 use retcd_storage::mvcc::{Compaction, KvStore};
 use retcd_storage::wal::Wal;
 use tokio::net::TcpListener;
@@ -39,6 +38,12 @@ use crate::watch::WatchHub;
 pub enum StartError {
     #[error(transparent)]
     Membership(#[from] crate::membership::MembershipError),
+    #[error(transparent)]
+    Lease(#[from] crate::lease::LeaseLoadError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+    #[error(transparent)]
+    SnapFile(#[from] retcd_storage::snap::SnapError),
     #[error("{0}")]
     Config(String),
     #[error("{path}: {reason}")]
@@ -165,7 +170,8 @@ impl Etcd {
         let election_ms = cfg.election_timeout as f64;
         let min_ttl = ((1.5 * election_ms) / 1000.0).ceil() as i64;
         let lessor = Arc::new(Lessor::new(min_ttl));
-        restore_leases(&backend, &kv, &lessor)?;
+        install_received_snapshot(&dirs, &backend, &kv)?;
+        lessor.reload(&backend, &kv)?;
 
         // A new member records the initial members before its WAL exists, so
         // a member with a WAL always has its member list.
@@ -249,6 +255,7 @@ impl Etcd {
             raft_tx: raft_tx.clone(),
             snapshot_count: cfg.snapshot_count.max(1),
             last_snapshot_index: boot.snapshot_index,
+            snap_dir: dirs.snap.clone(),
             compactor,
         };
         let apply_thread = std::thread::Builder::new()
@@ -265,8 +272,10 @@ impl Etcd {
         let node = RaftNode::new(
             boot,
             transport,
+            backend.clone(),
             RaftSettings {
                 id: member_id,
+                snap_dir: dirs.snap.clone(),
                 heartbeat: cfg.heartbeat(),
                 election_ticks: cfg.election_ticks(),
                 max_snapshots: cfg.max_snapshots,
@@ -491,17 +500,22 @@ fn initial_members(cfg: &Config) -> Result<(Vec<Member>, u64), StartError> {
     Ok((members, own_id))
 }
 
-fn restore_leases(backend: &Backend, kv: &KvStore, lessor: &Lessor) -> Result<(), StartError> {
-    for (key, value) in backend.range(Table::Lease, &[], None, 0)? {
-        let rec = LeaseRecord::decode(value.as_slice()).map_err(|e| StartError::DataDir {
-            path: PathBuf::from(format!("lease {key:02x?}")),
-            reason: format!("corrupt lease record: {e}"),
-        })?;
-        lessor.restore(rec.id, rec.ttl);
+/// Finishes installing a snapshot received from the leader: raft recorded
+/// it (its `.snap` file is the newest) but the backend was not replaced yet.
+/// Data files raft never accepted, or already installed, are removed.
+fn install_received_snapshot(dirs: &DataDir, backend: &Backend, kv: &KvStore) -> Result<(), StartError> {
+    let (applied, _) = backend.consistent_index();
+    let newest = retcd_storage::snap::Snapshotter::new(&dirs.snap)?.load_newest()?;
+    let newest_index = newest.map(|s| s.get_metadata().index).unwrap_or(0);
+    if let Some((index, path)) = crate::snapshot::pending_file(&dirs.snap, applied) {
+        if index == newest_index {
+            tracing::info!("installing the snapshot received before the last stop ({})", path.display());
+            let data = crate::snapshot::load_file(&path)?;
+            crate::snapshot::install(backend, kv, &data)?;
+        }
     }
-    for (lease, key) in kv.leased_keys() {
-        lessor.attach(lease, &key);
-    }
+    // Whatever is left was installed or never accepted by raft.
+    crate::snapshot::remove_installed(&dirs.snap, u64::MAX);
     Ok(())
 }
 

@@ -16,6 +16,7 @@ pub mod membership;
 pub mod peer;
 pub mod raft;
 pub mod server;
+pub mod snapshot;
 pub mod v3rpc;
 pub mod wait;
 pub mod watch;

@@ -42,6 +42,13 @@ impl Membership {
         Ok(Membership { members: RwLock::new(members) })
     }
 
+    /// Re-reads the member list (after the backend was replaced by a snapshot).
+    pub fn reload(&self, backend: &Backend) -> Result<(), MembershipError> {
+        let fresh = Membership::load(backend)?;
+        *self.members.write() = fresh.members.into_inner();
+        Ok(())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.members.read().is_empty()
     }

@@ -13,7 +13,7 @@ use retcd_api::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use retcd_api::retcdpb::peer_server::{Peer, PeerServer};
-use retcd_api::retcdpb::{PeerAck, RaftBatch};
+use retcd_api::retcdpb::{PeerAck, RaftBatch, SnapshotChunk, SnapshotData};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::lease::Lessor;
@@ -50,6 +50,35 @@ impl Peer for PeerService {
                 }
             }
         }
+        Ok(Response::new(PeerAck {}))
+    }
+
+    async fn snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<PeerAck>, Status> {
+        let mut stream = req.into_inner();
+        let mut msg: Option<Message> = None;
+        let mut records = Vec::new();
+        let mut done = false;
+        while let Some(chunk) = stream.message().await? {
+            if msg.is_none() {
+                let m = Message::decode(chunk.message.as_slice())
+                    .map_err(|e| Status::invalid_argument(format!("bad snapshot message: {e}")))?;
+                msg = Some(m);
+            }
+            records.extend(chunk.records);
+            if chunk.done {
+                done = true;
+                break;
+            }
+        }
+        let (Some(msg), true) = (msg, done) else {
+            return Err(Status::invalid_argument("incomplete snapshot stream"));
+        };
+        let meta = msg.get_snapshot().get_metadata();
+        let data = SnapshotData { index: meta.index, term: meta.term, records };
+        tracing::info!("received a snapshot at index {} from member {:x}", data.index, msg.from);
+        self.raft_tx
+            .send(RaftInput::InstallSnapshot { msg: Box::new(msg), data })
+            .map_err(|_| Status::from(EtcdError::Stopped))?;
         Ok(Response::new(PeerAck {}))
     }
 

@@ -335,3 +335,74 @@ async fn isolated_minority_refuses_and_rejoins_quietly() {
         .into_inner();
     assert_eq!(status.raft_term, term_before, "the isolated member disrupted the leader's term");
 }
+
+/// A member that was down while the leader compacted its log past the
+/// member's last entry catches up through a snapshot of the leader's data.
+#[tokio::test(flavor = "multi_thread")]
+async fn member_behind_compacted_log_catches_up_by_snapshot() {
+    let mut cluster = Cluster::start(retcd(), 3, &["--snapshot-count", "300"]);
+    let lead = leader(&cluster).await.expect("leader");
+    let behind = (lead + 1) % 3;
+    let lead_url = cluster.members[lead].url();
+    let mut lease = LeaseClient::connect(lead_url.clone()).await.unwrap();
+    let lease_id = lease.lease_grant(LeaseGrantRequest { ttl: 600, id: 0 }).await.unwrap().into_inner().id;
+    kv(&lead_url)
+        .await
+        .put(PutRequest { key: b"leased".to_vec(), value: b"x".to_vec(), lease: lease_id, ..Default::default() })
+        .await
+        .unwrap();
+    cluster.members[behind].kill9();
+
+    // More entries than the leader keeps after a snapshot (5000), in parallel.
+    let writers: Vec<_> = (0..16)
+        .map(|w| {
+            let url = lead_url.clone();
+            tokio::spawn(async move {
+                let mut c = kv(&url).await;
+                let mut last = 0;
+                for i in 0..400 {
+                    let key = format!("snap/{w:02}/{i:04}").into_bytes();
+                    let r = c.put(PutRequest { key, value: vec![b'v'; 64], ..Default::default() }).await.unwrap();
+                    last = r.into_inner().header.unwrap().revision;
+                }
+                last
+            })
+        })
+        .collect();
+    let mut max_rev = 0;
+    for w in writers {
+        max_rev = max_rev.max(w.await.unwrap());
+    }
+
+    cluster.spawn(behind);
+    cluster.wait_ready(behind, Duration::from_secs(60));
+    let url = cluster.members[behind].url();
+    wait_rev(&url, max_rev).await;
+    let log = cluster.members[behind].log_text();
+    assert!(log.contains("installed the snapshot"), "the member did not catch up by snapshot:\n{log}");
+
+    let count = kv(&url)
+        .await
+        .range(RangeRequest {
+            key: b"snap/".to_vec(),
+            range_end: b"snap0".to_vec(),
+            serializable: true,
+            count_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .count;
+    assert_eq!(count, 16 * 400);
+    let mut hashes = Vec::new();
+    for m in &cluster.members {
+        let mut c = MaintenanceClient::connect(m.url()).await.unwrap();
+        hashes.push(c.hash_kv(HashKvRequest { revision: max_rev }).await.unwrap().into_inner().hash);
+    }
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "HashKV differs: {hashes:?}");
+    // The lease came along with the data.
+    let mut lease = LeaseClient::connect(url).await.unwrap();
+    let ttl = lease.lease_time_to_live(LeaseTimeToLiveRequest { id: lease_id, keys: true }).await.unwrap().into_inner();
+    assert_eq!(ttl.keys, vec![b"leased".to_vec()]);
+}

@@ -20,7 +20,7 @@ use retcd_api::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
     LeaseRevokeResponse, PutResponse, TxnRequest, TxnResponse,
 };
-use retcd_api::retcdpb::{InternalRequest, LeaseRecord};
+use retcd_api::retcdpb::{InternalRequest, LeaseRecord, SnapshotData};
 use retcd_storage::backend::{Backend, BatchTx, Table};
 use retcd_storage::mvcc::{Compaction, KvStore};
 use tokio::sync::oneshot;
@@ -28,6 +28,7 @@ use tokio::sync::oneshot;
 use crate::lease::Lessor;
 use crate::membership::Membership;
 use crate::raft::{ApplyTask, RaftInput};
+use crate::snapshot;
 use crate::wait::Wait;
 use crate::watch::WatchHub;
 use kv::{KvRead, Writer};
@@ -58,6 +59,7 @@ pub struct Applier {
     pub raft_tx: Sender<RaftInput>,
     pub snapshot_count: u64,
     pub last_snapshot_index: u64,
+    pub snap_dir: std::path::PathBuf,
     pub compactor: Sender<(Compaction, oneshot::Sender<()>)>,
 }
 
@@ -70,6 +72,7 @@ impl Applier {
         while let Ok(task) = tasks.recv() {
             match task {
                 ApplyTask::Entries(entries) => self.apply_entries(entries),
+                ApplyTask::Snapshot(data) => self.install_snapshot(data),
             }
         }
         tracing::debug!("apply thread stopped");
@@ -237,6 +240,27 @@ impl Applier {
             self.finish(w);
         }
         Ok(())
+    }
+
+    /// Replaces the store with a leader's snapshot. A failure here leaves the
+    /// member unable to continue safely: it stops, and the durable
+    /// `.snap.db` file is installed on the next start.
+    fn install_snapshot(&mut self, data: SnapshotData) {
+        let index = data.index;
+        let installed = snapshot::install(&self.backend, &self.kv, &data)
+            .map_err(|e| e.to_string())
+            .and_then(|()| self.lessor.reload(&self.backend, &self.kv).map_err(|e| e.to_string()))
+            .and_then(|()| self.membership.reload(&self.backend).map_err(|e| e.to_string()));
+        if let Err(e) = installed {
+            tracing::error!("installing the snapshot at index {index} failed: {e}; stopping");
+            std::process::exit(1);
+        }
+        self.watch.reset(self.kv.rev());
+        snapshot::remove_installed(&self.snap_dir, index);
+        self.last_snapshot_index = index;
+        self.applied.store(index, Ordering::Release);
+        self.applied_tx.send_replace(index);
+        tracing::info!("installed the snapshot at index {index} (revision {})", self.kv.rev());
     }
 
     /// Every `snapshot_count` entries: make the backend durable, then let the

@@ -14,8 +14,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use prost::Message as _;
 use retcd_api::errors::EtcdError;
 use retcd_api::etcdserverpb::LeaseTimeToLiveResponse;
+use retcd_api::retcdpb::LeaseRecord;
+use retcd_storage::backend::{Backend, BackendError, Table};
+use retcd_storage::mvcc::KvStore;
 
 /// etcd's `MaxLeaseTTL`: 9,000,000,000 seconds.
 pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
@@ -44,6 +48,14 @@ struct Inner {
     /// Leases whose revoke was proposed, and when, so expiry is not proposed
     /// again while the first proposal is in flight.
     revoking: HashMap<i64, Instant>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseLoadError {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("{0}")]
+    Corrupt(String),
 }
 
 pub struct Lessor {
@@ -85,9 +97,31 @@ impl Lessor {
         Ok(ttl)
     }
 
-    /// Restores a lease from the backend on start.
-    pub fn restore(&self, id: i64, ttl: i64) {
-        self.inner.lock().leases.insert(id, Lease { ttl, expiry: None, keys: BTreeSet::new() });
+    /// Replaces every lease with what the backend holds (on start, and after
+    /// a snapshot from the leader replaced the store), keys attached as the
+    /// store has them.
+    pub fn reload(&self, backend: &Backend, kv: &KvStore) -> Result<(), LeaseLoadError> {
+        let mut leases = HashMap::new();
+        for (key, value) in backend.range(Table::Lease, &[], None, 0)? {
+            let rec = LeaseRecord::decode(value.as_slice())
+                .map_err(|e| LeaseLoadError::Corrupt(format!("lease record {key:02x?}: {e}")))?;
+            leases.insert(rec.id, Lease { ttl: rec.ttl, expiry: None, keys: BTreeSet::new() });
+        }
+        for (lease, key) in kv.leased_keys() {
+            if let Some(l) = leases.get_mut(&lease) {
+                l.keys.insert(key);
+            }
+        }
+        let mut inner = self.inner.lock();
+        if inner.primary {
+            let now = Instant::now();
+            for l in leases.values_mut() {
+                l.expiry = Some(now + Duration::from_secs(l.ttl as u64));
+            }
+        }
+        inner.leases = leases;
+        inner.revoking.clear();
+        Ok(())
     }
 
     /// Applies a revoke: forgets the lease and returns its keys, which the

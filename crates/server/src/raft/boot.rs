@@ -50,20 +50,39 @@ pub fn boot(wal_dir: &Path, snap_dir: &Path, metadata: WalMetadata, voters: &[u6
     if !Wal::exists(wal_dir) {
         return create(wal_dir, snapshotter, metadata, voters);
     }
-    let snapshot = snapshotter.load_newest()?;
-    let at = snapshot
-        .as_ref()
-        .map(|s| WalSnapshot { index: s.get_metadata().index, term: s.get_metadata().term })
-        .unwrap_or_default();
-    let (wal, contents) = match Wal::open(wal_dir, at) {
-        Err(WalError::SnapshotNotFound { .. }) if at == BOOTSTRAP => {
-            // Crashed between creating the WAL and recording the bootstrap
-            // snapshot in it: finish the bootstrap.
-            let (mut wal, contents) = Wal::open(wal_dir, WalSnapshot::default())?;
-            wal.save_snapshot(BOOTSTRAP)?;
-            (wal, contents)
+    // A snapshot file is written before its marker in the WAL, so a crash in
+    // between leaves a newest file the WAL does not know: use the newest
+    // snapshot the WAL has a marker for (etcd's LoadNewestAvailable). The
+    // orphan is harmless (the backend holds the data) and is purged later.
+    let mut orphans: Vec<WalSnapshot> = Vec::new();
+    let (snapshot, wal, contents) = loop {
+        let snapshot = snapshotter.load_newest_where(|term, index| !orphans.contains(&WalSnapshot { index, term }))?;
+        let at = snapshot
+            .as_ref()
+            .map(|s| WalSnapshot { index: s.get_metadata().index, term: s.get_metadata().term })
+            .unwrap_or_default();
+        match Wal::open(wal_dir, at) {
+            Err(WalError::SnapshotNotFound { .. }) if at == BOOTSTRAP => {
+                // Crashed between creating the WAL and recording the bootstrap
+                // snapshot in it: finish the bootstrap.
+                let (mut wal, contents) = Wal::open(wal_dir, WalSnapshot::default())?;
+                wal.save_snapshot(BOOTSTRAP)?;
+                break (snapshot, wal, contents);
+            }
+            Err(WalError::SnapshotNotFound { .. }) if snapshot.is_some() && orphans.is_empty() => {
+                tracing::warn!(
+                    "snapshot (index {}, term {}) has no marker in the WAL (a crash while it was being recorded); \
+                     starting from the previous snapshot",
+                    at.index,
+                    at.term
+                );
+                orphans.push(at);
+            }
+            other => {
+                let (wal, contents) = other?;
+                break (snapshot, wal, contents);
+            }
         }
-        other => other?,
     };
     let stored = WalMetadata::decode(contents.metadata.as_slice()).map_err(|e| BootError::Invalid {
         path: wal_dir.to_path_buf(),

@@ -28,6 +28,8 @@ use raft::eraftpb::{Entry, Message, Snapshot};
 use raft::storage::MemStorage;
 use raft::{RawNode, StateRole};
 use retcd_api::errors::EtcdError;
+use retcd_api::retcdpb::SnapshotData;
+use retcd_storage::backend::Backend;
 use retcd_storage::snap::Snapshotter;
 use retcd_storage::wal::{Wal, WalSnapshot};
 use tokio::sync::oneshot;
@@ -52,11 +54,17 @@ pub enum RaftInput {
     Step(Box<Message>),
     /// The transport could not reach this member.
     Unreachable(u64),
+    /// A snapshot sent to `to` was delivered (or not).
+    SnapshotStatus { to: u64, delivered: bool },
+    /// A snapshot from the leader with its data, received in full.
+    InstallSnapshot { msg: Box<Message>, data: SnapshotData },
 }
 
 /// Work for the apply thread, in log order.
 pub enum ApplyTask {
     Entries(Vec<Entry>),
+    /// Replace the store with a snapshot's data (already durable on disk).
+    Snapshot(SnapshotData),
 }
 
 /// What the rest of the server can read about raft without asking the loop.
@@ -83,6 +91,8 @@ impl RaftStatus {
 
 pub struct RaftSettings {
     pub id: u64,
+    /// Where received snapshot data is kept until installed.
+    pub snap_dir: std::path::PathBuf,
     pub heartbeat: Duration,
     pub election_ticks: usize,
     pub max_snapshots: usize,
@@ -98,6 +108,10 @@ pub type DropHook = Box<dyn Fn(u64) + Send>;
 pub struct RaftNode {
     node: RawNode<MemStorage>,
     transport: transport::Transport,
+    /// Read when a lagging member needs a snapshot.
+    backend: Arc<Backend>,
+    /// A received snapshot's data, until raft hands the snapshot back in a ready.
+    pending_install: Option<SnapshotData>,
     wal: Wal,
     snapshotter: Snapshotter,
     settings: RaftSettings,
@@ -124,6 +138,8 @@ pub enum RaftError {
     Wal(#[from] retcd_storage::wal::WalError),
     #[error(transparent)]
     Snap(#[from] retcd_storage::snap::SnapError),
+    #[error("raft accepted a snapshot at index {0} whose data never arrived")]
+    MissingSnapshotData(u64),
 }
 
 impl RaftNode {
@@ -131,6 +147,7 @@ impl RaftNode {
     pub fn new(
         boot: Boot,
         transport: transport::Transport,
+        backend: Arc<Backend>,
         settings: RaftSettings,
         applied_index: u64,
         inputs: Receiver<RaftInput>,
@@ -157,6 +174,8 @@ impl RaftNode {
         Ok(RaftNode {
             node,
             transport,
+            backend,
+            pending_install: None,
             wal: boot.wal,
             snapshotter: boot.snapshotter,
             settings,
@@ -236,6 +255,21 @@ impl RaftNode {
                 }
             }
             RaftInput::Unreachable(id) => self.node.report_unreachable(id),
+            RaftInput::SnapshotStatus { to, delivered } => {
+                let status = if delivered { raft::SnapshotStatus::Finish } else { raft::SnapshotStatus::Failure };
+                self.node.report_snapshot(to, status);
+            }
+            RaftInput::InstallSnapshot { msg, data } => {
+                // Durable before raft may record the snapshot in the WAL.
+                if let Err(e) = crate::snapshot::save_file(&self.settings.snap_dir, &data) {
+                    tracing::error!("cannot keep the received snapshot: {e}");
+                    return Ok(());
+                }
+                self.pending_install = Some(data);
+                if let Err(e) = self.node.step(*msg) {
+                    tracing::warn!("raft rejected the snapshot: {e}");
+                }
+            }
             RaftInput::ReadIndex(tx) => self.pending_reads.push(tx),
             RaftInput::SnapshotReady { index, term } => self.record_snapshot(index, term)?,
         }
@@ -290,8 +324,7 @@ impl RaftNode {
             self.send(ready.take_messages());
         }
         if !ready.snapshot().is_empty() {
-            // Snapshots from a leader arrive with clustering.
-            tracing::warn!("ignoring a raft snapshot: no peers in a single-member cluster");
+            self.accept_snapshot(ready.snapshot().clone())?;
         }
         for rs in ready.take_read_states() {
             self.answer_reads(&rs.request_ctx, rs.index);
@@ -350,18 +383,65 @@ impl RaftNode {
     }
 
     fn send(&mut self, msgs: Vec<Message>) {
-        // Sending a snapshot needs the backend's data streamed along with it,
-        // which the transport cannot do yet: a follower that fell behind the
-        // compacted log stays behind rather than receive an empty snapshot.
         let (snaps, msgs): (Vec<Message>, Vec<Message>) =
             msgs.into_iter().partition(|m| m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot);
         for m in snaps {
-            tracing::error!("member {:x} needs a snapshot; snapshot transfer is not implemented", m.to);
-            self.node.report_snapshot(m.to, raft::SnapshotStatus::Failure);
+            self.send_snapshot(m);
         }
         for id in self.transport.send(msgs) {
             self.node.report_unreachable(id);
         }
+    }
+
+    /// Sends a lagging member the backend's data at the applied index, off
+    /// the raft thread; the outcome comes back as `SnapshotStatus`. raft-rs
+    /// asked for a snapshot of its commit index, but the data is what was
+    /// applied, so the message's metadata is rewritten to match the data.
+    fn send_snapshot(&mut self, mut msg: Message) {
+        let to = msg.to;
+        let Some(url) = self.transport.peer_url(to) else {
+            self.node.report_snapshot(to, raft::SnapshotStatus::Failure);
+            return;
+        };
+        let backend = self.backend.clone();
+        let conf_state = self.node.raft.prs().conf().to_conf_state();
+        let raft_tx = self.transport.raft_tx();
+        tracing::info!("sending a snapshot to member {to:x}");
+        self.transport.runtime().spawn(async move {
+            let result = async {
+                let data = tokio::task::spawn_blocking(move || crate::snapshot::dump(&backend))
+                    .await
+                    .map_err(|e| crate::snapshot::SnapshotError::Send(e.to_string()))??;
+                let meta = msg.mut_snapshot().mut_metadata();
+                meta.index = data.index;
+                meta.term = data.term;
+                meta.set_conf_state(conf_state);
+                crate::snapshot::send(&url, &msg, data).await
+            }
+            .await;
+            if let Err(e) = &result {
+                tracing::warn!("snapshot to member {to:x} failed: {e}");
+            }
+            let _ = raft_tx.send(RaftInput::SnapshotStatus { to, delivered: result.is_ok() });
+        });
+    }
+
+    /// Records a snapshot raft accepted from the leader, then has the apply
+    /// thread replace the store with its data.
+    fn accept_snapshot(&mut self, snap: Snapshot) -> Result<(), RaftError> {
+        let index = snap.get_metadata().index;
+        let term = snap.get_metadata().term;
+        let data = match self.pending_install.take() {
+            Some(d) if d.index == index => d,
+            _ => return Err(RaftError::MissingSnapshotData(index)),
+        };
+        self.snapshotter.save(&snap)?;
+        self.wal.save_snapshot(WalSnapshot { index, term })?;
+        self.node.mut_store().wl().apply_snapshot(snap)?;
+        self.status.commit.fetch_max(index, Ordering::AcqRel);
+        tracing::info!("installing a snapshot from the leader at index {index}");
+        let _ = self.apply_tx.send(ApplyTask::Snapshot(data));
+        Ok(())
     }
 
     /// Records a snapshot at `index` (the backend is already durable there),

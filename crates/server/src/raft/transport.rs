@@ -64,6 +64,18 @@ impl Transport {
         unreachable
     }
 
+    pub fn peer_url(&self, id: u64) -> Option<String> {
+        self.urls.get(&id)?.first().cloned()
+    }
+
+    pub fn raft_tx(&self) -> Sender<RaftInput> {
+        self.raft_tx.clone()
+    }
+
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
+    }
+
     fn peer(&mut self, id: u64) -> Option<&mpsc::Sender<Message>> {
         if !self.peers.contains_key(&id) {
             let url = self.urls.get(&id)?.first()?.clone();

@@ -49,7 +49,19 @@ impl Watch for WatchService {
         let recv_tx = tx.clone();
         tokio::spawn(async move {
             let mut next_id: i64 = 0;
-            while let Ok(Some(req)) = inbound.message().await {
+            let mut half_closed = false;
+            loop {
+                let req = match inbound.message().await {
+                    Ok(Some(req)) => req,
+                    // The client closed its side but may still be reading:
+                    // its watches live on (as etcd's), until the send side
+                    // sees the client go.
+                    Ok(None) => {
+                        half_closed = true;
+                        break;
+                    }
+                    Err(_) => break,
+                };
                 let alive = match req.request_union {
                     Some(RequestUnion::CreateRequest(c)) => {
                         create(&recv_server, stream_id, &mut next_id, c, &recv_tx).await
@@ -72,21 +84,30 @@ impl Watch for WatchService {
                     break;
                 }
             }
-            recv_server.watch.remove_stream(stream_id);
+            if !half_closed {
+                recv_server.watch.remove_stream(stream_id);
+            }
         });
 
-        // Send side: turn queued messages into responses.
-        let max_bytes = server.settings.max_request_bytes;
+        // Send side: turn queued messages into responses. etcd's watch
+        // server fragments at --max-request-bytes plus the gRPC overhead
+        // allowance, the same limit as its receive side.
+        let max_bytes = server.settings.max_request_bytes + super::GRPC_OVERHEAD_BYTES;
         tokio::spawn(async move {
-            while let Some(msg) = rx.recv().await {
-                let responses = to_responses(&server, msg, max_bytes);
-                for r in responses {
+            'stream: loop {
+                let msg = tokio::select! {
+                    msg = rx.recv() => msg,
+                    // The client dropped the response stream.
+                    () = out_tx.closed() => None,
+                };
+                let Some(msg) = msg else { break };
+                for r in to_responses(&server, msg, max_bytes) {
                     if out_tx.send(Ok(r)).await.is_err() {
-                        server.watch.remove_stream(stream_id);
-                        return;
+                        break 'stream;
                     }
                 }
             }
+            server.watch.remove_stream(stream_id);
         });
         drop(tx);
 
@@ -166,7 +187,7 @@ fn to_responses(server: &EtcdServer, msg: StreamMsg, max_bytes: usize) -> Vec<Wa
         }
         StreamMsg::Events { watch_id, revision, events, fragment } => {
             let resp = WatchResponse { header: Some(server.header(revision)), watch_id, events, ..Default::default() };
-            if fragment && resp.encoded_len() > max_bytes {
+            if fragment && resp.events.len() > 1 && resp.encoded_len() >= max_bytes {
                 fragments(resp, max_bytes)
             } else {
                 vec![resp]
@@ -175,19 +196,24 @@ fn to_responses(server: &EtcdServer, msg: StreamMsg, max_bytes: usize) -> Vec<Wa
     }
 }
 
-/// Splits a response whose encoding exceeds `max_bytes` into several, each
+/// Splits a response whose encoding reaches `max_bytes` into several, each
 /// but the last flagged `fragment`, as etcd does for watches created with
-/// `fragment: true`.
-fn fragments(resp: WatchResponse, max_bytes: usize) -> Vec<WatchResponse> {
+/// `fragment: true`: a fragment takes events while its encoding stays below
+/// `max_bytes`, and always at least one.
+fn fragments(mut resp: WatchResponse, max_bytes: usize) -> Vec<WatchResponse> {
+    let events = std::mem::take(&mut resp.events);
+    let template = WatchResponse { fragment: true, ..resp };
+    let base = template.encoded_len();
     let mut out = Vec::new();
-    let template = WatchResponse { events: Vec::new(), ..resp.clone() };
     let mut cur: Vec<Event> = Vec::new();
-    let mut size = template.encoded_len();
-    for ev in resp.events {
-        let ev_size = ev.encoded_len() + 8;
-        if !cur.is_empty() && size + ev_size > max_bytes {
-            out.push(WatchResponse { events: std::mem::take(&mut cur), fragment: true, ..template.clone() });
-            size = template.encoded_len();
+    let mut size = base;
+    for ev in events {
+        // Field 11 (one tag byte), the length, the event.
+        let len = ev.encoded_len();
+        let ev_size = 1 + prost::encoding::encoded_len_varint(len as u64) + len;
+        if !cur.is_empty() && size + ev_size >= max_bytes {
+            out.push(WatchResponse { events: std::mem::take(&mut cur), ..template.clone() });
+            size = base;
         }
         size += ev_size;
         cur.push(ev);

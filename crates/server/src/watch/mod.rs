@@ -186,6 +186,16 @@ impl WatchHub {
         }
     }
 
+    /// After the store was replaced by a snapshot: every watcher catches up
+    /// from history again (or is canceled as compacted), as etcd's restore.
+    pub fn reset(&self, rev: i64) {
+        let mut inner = self.inner.lock();
+        inner.notified_rev = rev;
+        for w in inner.watchers.values_mut() {
+            w.synced = false;
+        }
+    }
+
     /// One catch-up pass over the unsynced watchers. Returns how many are
     /// still behind.
     pub fn sync_pass(&self) -> usize {
@@ -215,7 +225,9 @@ impl WatchHub {
                 behind += 1;
                 continue;
             };
-            let from = w.next_rev.max(compact + 1);
+            // The compaction revision itself is still readable (etcd replays
+            // a watch that starts exactly there from that revision).
+            let from = w.next_rev;
             let to = notified.min(from + SYNC_WINDOW_REVS - 1);
             let events = match self.history(w, from, to) {
                 Ok(evs) => evs,

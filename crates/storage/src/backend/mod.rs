@@ -69,6 +69,18 @@ pub enum Table {
 }
 
 impl Table {
+    /// Every table.
+    pub const ALL: [Table; TABLES] = ALL_TABLES;
+
+    /// A stable small number for the table (used in snapshot streams).
+    pub fn id(self) -> u32 {
+        buffer::slot(self) as u32
+    }
+
+    pub fn from_id(id: u32) -> Option<Table> {
+        ALL_TABLES.get(id as usize).copied()
+    }
+
     /// The redb table name.
     pub fn name(self) -> &'static str {
         match self {

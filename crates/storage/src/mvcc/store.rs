@@ -46,44 +46,71 @@ fn compact_mark(backend: &Backend, key: &[u8]) -> Result<Option<i64>, MvccError>
     }
 }
 
+/// What the backend's records say the store is.
+struct Loaded {
+    tree: Tree,
+    current: i64,
+    compact: i64,
+    /// A compaction scheduled but not finished.
+    pending: Option<i64>,
+}
+
+/// Rebuilds the index by replaying every record in revision order.
+fn load(backend: &Backend) -> Result<Loaded, MvccError> {
+    let finished = compact_mark(backend, FINISHED_COMPACT_KEY)?;
+    let scheduled = compact_mark(backend, SCHEDULED_COMPACT_KEY)?;
+    let mut tree = Tree::default();
+    let mut last_main = 1i64;
+    let mut failure = None;
+    backend.scan(Table::Key, &[], None, |k, v| {
+        let step = Revision::from_key(k).and_then(|(rev, tombstone)| {
+            let kv = decode_kv(rev, v)?;
+            tree.restore(&kv.key, rev, tombstone, kv.create_revision, kv.version)
+                .map_err(|e| MvccError::Corrupt(format!("revision {rev}: {e:?}")))?;
+            Ok(rev.main)
+        });
+        match step {
+            Ok(main) => {
+                last_main = main;
+                true
+            }
+            Err(e) => {
+                failure = Some(e);
+                false
+            }
+        }
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let compact = finished.unwrap_or(-1);
+    let pending = scheduled.filter(|&s| s > compact);
+    // The records of the last revisions may all have been compacted away
+    // (tombstones): the store had reached the compacted revision at least.
+    let current = last_main.max(compact).max(pending.unwrap_or(0));
+    Ok(Loaded { tree, current, compact, pending })
+}
+
 impl KvStore {
+    /// Replaces the store's state after `replace` rewrote the backend (a
+    /// member installing a snapshot from its leader): rebuilds the index from
+    /// the backend's new contents. Readers are held off the index while it
+    /// runs and compactions are serialized with it.
+    pub fn restore(&self, replace: impl FnOnce() -> Result<(), MvccError>) -> Result<(), MvccError> {
+        let _compaction = self.compaction_lock.lock();
+        let mut index = self.index.write();
+        replace()?;
+        let Loaded { tree, current, compact, pending: _ } = load(&self.backend)?;
+        *index = tree;
+        self.compact_rev.store(compact, Ordering::Release);
+        self.current_rev.store(current, Ordering::Release);
+        Ok(())
+    }
+
     /// Opens the store on `backend`, rebuilding the tree index from the `Key`
     /// table and finishing a compaction that was scheduled but not finished.
     pub fn open(backend: Arc<Backend>) -> Result<KvStore, MvccError> {
-        let finished = compact_mark(&backend, FINISHED_COMPACT_KEY)?;
-        let scheduled = compact_mark(&backend, SCHEDULED_COMPACT_KEY)?;
-
-        // Replay every record in revision order.
-        let mut tree = Tree::default();
-        let mut last_main = 1i64;
-        let mut failure = None;
-        backend.scan(Table::Key, &[], None, |k, v| {
-            let step = Revision::from_key(k).and_then(|(rev, tombstone)| {
-                let kv = decode_kv(rev, v)?;
-                tree.restore(&kv.key, rev, tombstone, kv.create_revision, kv.version)
-                    .map_err(|e| MvccError::Corrupt(format!("revision {rev}: {e:?}")))?;
-                Ok(rev.main)
-            });
-            match step {
-                Ok(main) => {
-                    last_main = main;
-                    true
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    false
-                }
-            }
-        })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-
-        let compact = finished.unwrap_or(-1);
-        let pending = scheduled.filter(|&s| s > compact);
-        // The records of the last revisions may all have been compacted away
-        // (tombstones): the store had reached the compacted revision at least.
-        let current = last_main.max(compact).max(pending.unwrap_or(0));
+        let Loaded { tree, current, compact, pending } = load(&backend)?;
         let store = KvStore {
             backend: Arc::clone(&backend),
             index: RwLock::new(tree),

@@ -127,9 +127,15 @@ impl Snapshotter {
     /// The newest snapshot that passes its CRC check; a corrupt newer file is
     /// renamed to `*.broken` and skipped (as etcd does). None if there is none.
     pub fn load_newest(&self) -> Result<Option<Snapshot>, SnapError> {
+        self.load_newest_where(|_, _| true)
+    }
+
+    /// [`Snapshotter::load_newest`] among the files whose (term, index)
+    /// `accept` takes; the others are left alone.
+    pub fn load_newest_where(&self, accept: impl Fn(u64, u64) -> bool) -> Result<Option<Snapshot>, SnapError> {
         let mut files = self.list()?;
         files.reverse();
-        for (path, term, index) in files {
+        for (path, term, index) in files.into_iter().filter(|&(_, term, index)| accept(term, index)) {
             match read_snap(&path, term, index)? {
                 Ok(snap) => return Ok(Some(snap)),
                 Err(reason) => {
