@@ -164,7 +164,21 @@ impl Etcd {
         dirs.check_not_etcd()?;
         dirs.create_dirs()?;
 
-        // Storage first: the backend knows how far the log was applied.
+        // An existing member's WAL and snapshots are read (and checked)
+        // before the backend is opened for writing, so a data dir refused
+        // for a damaged log is left exactly as it was. A new member records
+        // its initial members in the backend before its WAL exists, so a
+        // member with a WAL always has its member list.
+        let metadata = WalMetadata { format: String::new(), member_id, cluster_id };
+        let existing = Wal::exists(&dirs.wal);
+        let mut boot = None;
+        if existing {
+            boot = Some(raft::boot::boot(&dirs.wal, &dirs.snap, metadata.clone(), &voters)?);
+        } else if cfg.initial_cluster_state == "existing" {
+            return Err(StartError::Config(
+                "--initial-cluster-state existing (joining a running cluster) is not supported yet".into(),
+            ));
+        }
         let backend = Backend::open(&dirs.backend)?;
         let kv = Arc::new(KvStore::open(backend.clone())?);
         let election_ms = cfg.election_timeout as f64;
@@ -172,21 +186,15 @@ impl Etcd {
         let lessor = Arc::new(Lessor::new(min_ttl));
         install_received_snapshot(&dirs, &backend, &kv)?;
         lessor.reload(&backend, &kv)?;
-
-        // A new member records the initial members before its WAL exists, so
-        // a member with a WAL always has its member list.
         let membership = Arc::new(Membership::load(&backend)?);
-        if !Wal::exists(&dirs.wal) {
-            if cfg.initial_cluster_state == "existing" {
-                return Err(StartError::Config(
-                    "--initial-cluster-state existing (joining a running cluster) is not supported yet".into(),
-                ));
+        let boot = match boot {
+            Some(boot) => boot,
+            None => {
+                membership.bootstrap(&mut backend.batch_tx(), initial_members);
+                backend.commit()?;
+                raft::boot::boot(&dirs.wal, &dirs.snap, metadata, &voters)?
             }
-            membership.bootstrap(&mut backend.batch_tx(), initial_members);
-            backend.commit()?;
-        }
-        let metadata = WalMetadata { format: String::new(), member_id, cluster_id };
-        let boot = raft::boot::boot(&dirs.wal, &dirs.snap, metadata, &voters)?;
+        };
         let (member_id, cluster_id) = (boot.metadata.member_id, boot.metadata.cluster_id);
         let (consistent_index, _) = backend.consistent_index();
         if boot.created && consistent_index > 0 {

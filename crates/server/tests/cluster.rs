@@ -3,6 +3,8 @@
 //! follower across a leader change, and an isolated minority.
 
 #![allow(clippy::unwrap_used)]
+// Each test holds the serializing guard for its whole run, on its own runtime.
+#![allow(clippy::await_holding_lock)]
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -17,15 +19,25 @@ use retcd_api::etcdserverpb::{
 use retcd_testkit::{etcdctl, require_tool, Cluster};
 use tonic::transport::Channel;
 
+/// The tests here each run three members doing real work; run one at a time
+/// so elections are not starved of CPU on small machines.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn retcd() -> &'static std::path::Path {
     env!("CARGO_BIN_EXE_retcd").as_ref()
 }
 
+/// A client giving up after 3 s, so a writer stuck on a dead leader moves on.
 async fn kv(url: &str) -> KvClient<Channel> {
-    let ch = tonic::transport::Endpoint::from_shared(url.to_string())
-        .unwrap()
-        .timeout(Duration::from_secs(10))
-        .connect_lazy();
+    kv_with_timeout(url, Duration::from_secs(3)).await
+}
+
+async fn kv_with_timeout(url: &str, timeout: Duration) -> KvClient<Channel> {
+    let ch = tonic::transport::Endpoint::from_shared(url.to_string()).unwrap().timeout(timeout).connect_lazy();
     KvClient::new(ch)
 }
 
@@ -78,6 +90,7 @@ async fn wait_rev(url: &str, rev: i64) {
 
 #[test]
 fn three_members_serve_etcdctl() {
+    let _serial = serial();
     if require_tool("etcdctl").is_none() {
         return;
     }
@@ -113,6 +126,7 @@ fn three_members_serve_etcdctl() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn leader_killed_while_writing_loses_nothing() {
+    let _serial = serial();
     let mut cluster = Cluster::start(retcd(), 3, &[]);
     let urls: Vec<String> = cluster.members.iter().map(|m| m.url()).collect();
     let old_leader = leader(&cluster).await.expect("a leader");
@@ -170,7 +184,7 @@ async fn leader_killed_while_writing_loses_nothing() {
     };
     assert_ne!(new_leader, old_leader);
     // Writes continue for a while after the failover.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (acked, errors) = writer.await.unwrap();
     let after_kill = acked.len() - acked_at_kill;
@@ -218,6 +232,7 @@ async fn leader_killed_while_writing_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lease_kept_alive_through_follower_survives_leader_change() {
+    let _serial = serial();
     let mut cluster = Cluster::start(retcd(), 3, &[]);
     let lead = leader(&cluster).await.expect("leader");
     let follower = (lead + 1) % 3;
@@ -259,6 +274,12 @@ async fn lease_kept_alive_through_follower_survives_leader_change() {
     assert_eq!(ttl.keys, vec![b"leased".to_vec()]);
 }
 
+/// The state letter in /proc/<pid>/stat ('T' when stopped).
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
 fn signal(pid: u32, sig: &str) {
     let ok = std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
     assert!(ok.success());
@@ -270,11 +291,13 @@ fn signal(pid: u32, sig: &str) {
 /// without forcing a new election (pre-vote kept its term).
 #[tokio::test(flavor = "multi_thread")]
 async fn isolated_minority_refuses_and_rejoins_quietly() {
+    let _serial = serial();
     let cluster = Cluster::start(retcd(), 3, &[]);
     let lead = leader(&cluster).await.expect("leader");
     let minority = (lead + 1) % 3;
     let url = cluster.members[minority].url();
-    let mut c = kv(&url).await;
+    // Longer than the server's request timeout: the error must come from the server.
+    let mut c = kv_with_timeout(&url, Duration::from_secs(30)).await;
     c.put(PutRequest { key: b"before".to_vec(), value: b"1".to_vec(), ..Default::default() }).await.unwrap();
     let term_before = MaintenanceClient::connect(cluster.members[lead].url())
         .await
@@ -288,6 +311,12 @@ async fn isolated_minority_refuses_and_rejoins_quietly() {
     let frozen: Vec<u32> = (0..3).filter(|i| *i != minority).map(|i| cluster.members[i].pid().unwrap()).collect();
     for pid in &frozen {
         signal(*pid, "STOP");
+    }
+    // The signal is asynchronous: wait until both are really stopped.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !frozen.iter().all(|pid| process_state(*pid) == Some('T')) {
+        assert!(Instant::now() < deadline, "members did not stop");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let outcome = async {
         let start = Instant::now();
@@ -340,6 +369,7 @@ async fn isolated_minority_refuses_and_rejoins_quietly() {
 /// member's last entry catches up through a snapshot of the leader's data.
 #[tokio::test(flavor = "multi_thread")]
 async fn member_behind_compacted_log_catches_up_by_snapshot() {
+    let _serial = serial();
     let mut cluster = Cluster::start(retcd(), 3, &["--snapshot-count", "300"]);
     let lead = leader(&cluster).await.expect("leader");
     let behind = (lead + 1) % 3;
