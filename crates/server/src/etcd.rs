@@ -181,8 +181,11 @@ impl Etcd {
         }
         let backend = Backend::open(&dirs.backend)?;
         let kv = Arc::new(KvStore::open(backend.clone())?);
-        let election_ms = cfg.election_timeout as f64;
-        let min_ttl = ((1.5 * election_ms) / 1000.0).ceil() as i64;
+        // etcd's minimum lease TTL: 1.5 election timeouts, counted in whole
+        // ticks, rounded up to a second.
+        let ticks = cfg.election_ticks() as u64;
+        let min_ttl_ms = (3 * ticks / 2) * cfg.heartbeat_interval;
+        let min_ttl = min_ttl_ms.div_ceil(1000) as i64;
         let lessor = Arc::new(Lessor::new(min_ttl));
         install_received_snapshot(&dirs, &backend, &kv)?;
         lessor.reload(&backend, &kv)?;
