@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use retcd_testkit::{require_tool, wait_output, Kind, Server};
+use retcd_testkit::{require_tool, wait_output, Cluster, Kind, Server};
 
 /// Where Debian's golang-etcd-server-dev puts etcd 3.4's sources.
 const GOCODE: &str = "/usr/share/gocode";
@@ -115,4 +115,10 @@ fn handbook_go_program_runs_against_retcd_and_etcd() {
 
     let retcd = Server::start(Kind::Retcd, env!("CARGO_BIN_EXE_retcd").as_ref(), &[]);
     run_seed(&go, gopath.path(), &retcd.endpoint(), "retcd", || retcd.log_text());
+    drop(retcd);
+
+    // The handbook's own setup: a three-member cluster, all endpoints given.
+    let cluster = Cluster::start(env!("CARGO_BIN_EXE_retcd").as_ref(), 3, &[]);
+    let logs = || cluster.members.iter().map(|m| m.log_text()).collect::<Vec<_>>().join("\n---\n");
+    run_seed(&go, gopath.path(), &cluster.endpoints(), "a three-member retcd cluster", logs);
 }

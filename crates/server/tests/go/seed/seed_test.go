@@ -1,4 +1,5 @@
-// The handbook's Go program (DEV section), pointed at one endpoint.
+// The handbook's Go program (DEV section), pointed at one endpoint or at
+// every member of a cluster (RETCD_ENDPOINT, comma separated).
 //
 // Same steps and clientv3 calls as the handbook's TestEtcd: Put name=golang,
 // Get with WithPrefix, grant a 5 s lease and put test_lease with it, grant
@@ -21,6 +22,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,17 +30,19 @@ import (
 	"go.etcd.io/etcd/clientv3"
 )
 
-func endpoint(t *testing.T) string {
+// endpoints reads RETCD_ENDPOINT: one host:port, or several separated by
+// commas (the handbook's program lists all three members of its cluster).
+func endpoints(t *testing.T) []string {
 	ep := os.Getenv("RETCD_ENDPOINT")
 	if ep == "" {
 		t.Fatal("RETCD_ENDPOINT is not set (want host:port of the server)")
 	}
-	return ep
+	return strings.Split(ep, ",")
 }
 
 func TestEtcd(t *testing.T) {
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{endpoint(t)},
+		Endpoints:   endpoints(t),
 		DialTimeout: 5 * time.Second,
 	})
 	if err != nil {
