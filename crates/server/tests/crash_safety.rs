@@ -634,17 +634,12 @@ async fn corrupt_wal_is_refused_untouched() {
 
 /// Damage that leaves no chain value to find the next record with (a
 /// record's stored crc hit together with its data, or a record zeroed in
-/// place) makes the WAL reader take it for a torn tail and cut the rest of
-/// the log off: acknowledged writes after it vanish when the backend had not
-/// committed them yet (it commits every 100 ms; this is the state a crash
-/// leaves), and the member starts as if nothing happened.
-///
-/// retcd bug: crates/storage/src/wal/record.rs `classify_bad_tail` (and the
-/// zero-frame end-of-log rule) answer "torn" when no record chains from the
-/// bad one, although intact, well-framed records that chain among
-/// themselves follow it and no whole zero sector lies in between.
+/// place) must not be taken for a torn tail: cutting the log there would lose
+/// the acknowledged writes after it that the backend had not committed yet
+/// (it commits every 100 ms; this is the state a crash leaves). The member
+/// must refuse to start instead (the WAL reader's rule is documented in
+/// crates/storage/src/wal/record.rs, "Torn tail or damage").
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "retcd bug: WAL damage that hides the chain value is cut off as a torn tail (see report)"]
 async fn wal_damage_in_the_middle_is_not_a_torn_tail() {
     let mut server = stopped_retcd_with_data(&[]).await;
     let data = server.data_dir();

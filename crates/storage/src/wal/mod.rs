@@ -246,11 +246,24 @@ impl Wal {
                             let reason = "non-zero bytes after the end of the log in a segment that is not the last";
                             return Err(corrupt(&seg.path, offset, reason.into()));
                         }
-                        break (offset, Some("non-zero bytes after the end of the log (an incomplete write)".into()));
+                        // A zero frame followed by intact records is a record
+                        // zeroed in place, unless a lost sector explains it.
+                        let plausible = |k, d: &[u8], skipped| reader.plausible_follower(k, d, skipped);
+                        match record::classify_bad_tail(&bytes, offset, dec.crc(), &plausible) {
+                            TailVerdict::Torn => {
+                                let reason = "non-zero bytes after the end of the log (an incomplete write)";
+                                break (offset, Some(reason.into()));
+                            }
+                            TailVerdict::Corrupt(why) => {
+                                let reason = format!("zero frame where the log goes on; {why}");
+                                return Err(corrupt(&seg.path, offset, reason));
+                            }
+                        }
                     }
                     Step::Bad(bad) => {
                         if is_last && !bad.intact {
-                            match record::classify_bad_tail(&bytes, bad.offset, dec.crc()) {
+                            let plausible = |k, d: &[u8], skipped| reader.plausible_follower(k, d, skipped);
+                            match record::classify_bad_tail(&bytes, bad.offset, dec.crc(), &plausible) {
                                 TailVerdict::Torn => break (bad.offset, Some(bad.reason)),
                                 TailVerdict::Corrupt(why) => {
                                     return Err(corrupt(&seg.path, bad.offset, format!("{}; {why}", bad.reason)))
@@ -512,6 +525,29 @@ impl Reader {
             entries: Vec::new(),
             last_index,
             snapshot_found: false,
+        }
+    }
+
+    /// Whether a lone record found after a bad spot in the last segment could
+    /// be a record this log went on with (see `record::classify_bad_tail`):
+    /// its content decodes and does not go back behind what was read.
+    /// `max_skipped` bounds the number of records the bad region can hold.
+    fn plausible_follower(&self, kind: RecordType, data: &[u8], max_skipped: usize) -> bool {
+        match kind {
+            // Raft never rewrites committed entries, and the bad region can
+            // hide at most `max_skipped` entries before this one.
+            RecordType::Entry => Entry::decode(data).is_ok_and(|e| {
+                e.term > 0
+                    && e.index > self.hard_state.commit
+                    && e.index <= self.last_index.saturating_add(1).saturating_add(max_skipped as u64)
+            }),
+            // Term and commit never go back.
+            RecordType::State => HardState::decode(data).is_ok_and(|hs| {
+                hs != HardState::default() && hs.term >= self.hard_state.term && hs.commit >= self.hard_state.commit
+            }),
+            RecordType::Snapshot => decode_snapshot(data).is_some_and(|s| s.term > 0),
+            // Only ever at the start of a segment.
+            RecordType::Metadata | RecordType::Crc => false,
         }
     }
 
