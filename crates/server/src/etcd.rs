@@ -169,15 +169,17 @@ impl Etcd {
         // for a damaged log is left exactly as it was. A new member records
         // its initial members in the backend before its WAL exists, so a
         // member with a WAL always has its member list.
-        let metadata = WalMetadata { format: String::new(), member_id, cluster_id };
         let existing = Wal::exists(&dirs.wal);
+        let joining = !existing && cfg.initial_cluster_state == "existing";
+        let (initial_members, member_id, cluster_id) = if joining {
+            join_cluster(&cfg, &initial_members).await?
+        } else {
+            (initial_members, member_id, cluster_id)
+        };
+        let metadata = WalMetadata { format: String::new(), member_id, cluster_id, joined: joining };
         let mut boot = None;
         if existing {
             boot = Some(raft::boot::boot(&dirs.wal, &dirs.snap, metadata.clone(), &voters)?);
-        } else if cfg.initial_cluster_state == "existing" {
-            return Err(StartError::Config(
-                "--initial-cluster-state existing (joining a running cluster) is not supported yet".into(),
-            ));
         }
         let backend = Backend::open(&dirs.backend)?;
         let kv = Arc::new(KvStore::open(backend.clone())?);
@@ -236,6 +238,21 @@ impl Etcd {
             let mut core = boot.storage.wl();
             let hs = core.mut_hard_state();
             hs.commit = hs.commit.max(consistent_index);
+            // Membership changes applied after the snapshot are not replayed
+            // (raft restarts at the applied index): take raft's configuration
+            // from the backend, where it was kept with the applied index.
+            if consistent_index >= boot.snapshot_index {
+                if let Some(bytes) = backend.get(retcd_storage::backend::Table::Meta, crate::apply::CONF_STATE_KEY)? {
+                    let cs =
+                        <::raft::eraftpb::ConfState as prost011::Message>::decode(bytes.as_slice()).map_err(|e| {
+                            StartError::DataDir {
+                                path: dirs.backend.clone(),
+                                reason: format!("corrupt conf state: {e}"),
+                            }
+                        })?;
+                    core.set_conf_state(cs);
+                }
+            }
         }
         let applied_index = consistent_index.max(boot.snapshot_index);
         tracing::info!(
@@ -267,6 +284,8 @@ impl Etcd {
             snapshot_count: cfg.snapshot_count.max(1),
             last_snapshot_index: boot.snapshot_index,
             snap_dir: dirs.snap.clone(),
+            member_id,
+            removed: false,
             compactor,
         };
         let apply_thread = std::thread::Builder::new()
@@ -347,7 +366,12 @@ impl Etcd {
             serve_tasks: Vec::new(),
         };
         for addr in peer_addrs {
-            let service = PeerService { cluster_id, raft_tx: server.raft_tx.clone(), lessor: server.lessor.clone() };
+            let service = PeerService {
+                cluster_id,
+                membership: server.membership.clone(),
+                raft_tx: server.raft_tx.clone(),
+                lessor: server.lessor.clone(),
+            };
             etcd.serve(addr, crate::peer::routes(service), "peer").await?;
         }
         etcd.wait_ready().await;
@@ -509,6 +533,48 @@ fn initial_members(cfg: &Config) -> Result<(Vec<Member>, u64), StartError> {
         .collect();
     let own_id = ids::member_id(&own, &cfg.initial_cluster_token);
     Ok((members, own_id))
+}
+
+/// Asks the running cluster (through the other listed members' peer URLs)
+/// for its id and members, and finds this member among them by its
+/// advertised peer URLs (it must have been added with `member add`).
+async fn join_cluster(cfg: &Config, listed: &[Member]) -> Result<(Vec<Member>, u64, u64), StartError> {
+    let mut own = split_list(&cfg.initial_advertise_peer_urls);
+    own.sort();
+    let mut last_error = String::from("no other member listed in --initial-cluster");
+    for m in listed.iter().filter(|m| m.name != cfg.name) {
+        for url in &m.peer_ur_ls {
+            let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.clone()) else { continue };
+            let endpoint = endpoint.connect_timeout(Duration::from_secs(2)).timeout(Duration::from_secs(5));
+            let mut client = match endpoint.connect().await {
+                Ok(ch) => retcd_api::retcdpb::peer_client::PeerClient::new(ch),
+                Err(e) => {
+                    last_error = format!("{url}: {e}");
+                    continue;
+                }
+            };
+            let resp = match client.members(retcd_api::retcdpb::MembersRequest {}).await {
+                Ok(r) => r.into_inner(),
+                Err(e) => {
+                    last_error = format!("{url}: {}", e.message());
+                    continue;
+                }
+            };
+            let me = resp.members.iter().find(|m| {
+                let mut urls = m.peer_ur_ls.clone();
+                urls.sort();
+                urls == own
+            });
+            let Some(me) = me else {
+                return Err(StartError::Config(format!(
+                    "the cluster has no member with peer URLs {own:?}; add it with `member add` before starting it"
+                )));
+            };
+            let id = me.id;
+            return Ok((resp.members, id, resp.cluster_id));
+        }
+    }
+    Err(StartError::Config(format!("could not retrieve cluster information from the given URLs ({last_error})")))
 }
 
 /// Finishes installing a snapshot received from the leader: raft recorded

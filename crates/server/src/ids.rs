@@ -23,6 +23,16 @@ pub fn member_id(peer_urls: &[String], cluster_token: &str) -> u64 {
     sha1_prefix_u64(&b)
 }
 
+/// The id of a member added to a running cluster: as etcd's MemberAdd, the
+/// sorted peer URLs followed by the Unix time in seconds (no cluster token).
+pub fn added_member_id(peer_urls: &[String], unix_secs: u64) -> u64 {
+    let mut urls: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
+    urls.sort_unstable();
+    let mut b = urls.concat().into_bytes();
+    b.extend_from_slice(unix_secs.to_string().as_bytes());
+    sha1_prefix_u64(&b)
+}
+
 /// The cluster's id: SHA-1 over the sorted member ids, 8 bytes big-endian each.
 pub fn cluster_id(member_ids: &[u64]) -> u64 {
     let mut ids = member_ids.to_vec();

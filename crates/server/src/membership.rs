@@ -74,6 +74,27 @@ impl Membership {
         btx.put(Table::Members, &member_key(id), &m.encode_to_vec());
     }
 
+    /// Adds a member, or promotes it if it is a learner being made a voter.
+    pub fn add(&self, btx: &mut BatchTx<'_>, member: Member) {
+        let mut members = self.members.write();
+        let m = members.entry(member.id).or_insert(member.clone());
+        m.is_learner = member.is_learner;
+        btx.put(Table::Members, &member_key(m.id), &m.encode_to_vec());
+    }
+
+    pub fn remove(&self, btx: &mut BatchTx<'_>, id: u64) {
+        self.members.write().remove(&id);
+        btx.delete(Table::Members, &member_key(id));
+    }
+
+    pub fn update_peer_urls(&self, btx: &mut BatchTx<'_>, id: u64, peer_urls: Vec<String>) {
+        let mut members = self.members.write();
+        if let Some(m) = members.get_mut(&id) {
+            m.peer_ur_ls = peer_urls;
+            btx.put(Table::Members, &member_key(id), &m.encode_to_vec());
+        }
+    }
+
     pub fn list(&self) -> Vec<Member> {
         self.members.read().values().cloned().collect()
     }

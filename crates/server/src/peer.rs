@@ -13,14 +13,16 @@ use retcd_api::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use retcd_api::retcdpb::peer_server::{Peer, PeerServer};
-use retcd_api::retcdpb::{PeerAck, RaftBatch, SnapshotChunk, SnapshotData};
+use retcd_api::retcdpb::{MembersRequest, MembersResponse, PeerAck, RaftBatch, SnapshotChunk, SnapshotData};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::lease::Lessor;
+use crate::membership::Membership;
 use crate::raft::RaftInput;
 
 pub struct PeerService {
     pub cluster_id: u64,
+    pub membership: Arc<Membership>,
     pub raft_tx: Sender<RaftInput>,
     pub lessor: Arc<Lessor>,
 }
@@ -80,6 +82,10 @@ impl Peer for PeerService {
             .send(RaftInput::InstallSnapshot { msg: Box::new(msg), data })
             .map_err(|_| Status::from(EtcdError::Stopped))?;
         Ok(Response::new(PeerAck {}))
+    }
+
+    async fn members(&self, _req: Request<MembersRequest>) -> Result<Response<MembersResponse>, Status> {
+        Ok(Response::new(MembersResponse { cluster_id: self.cluster_id, members: self.membership.list() }))
     }
 
     async fn lease_keep_alive(

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use prost::Message as _;
+use raft::eraftpb::ConfChange;
 use retcd_api::errors::EtcdError;
 use retcd_api::etcdserverpb::{LeaseRevokeRequest, Member, ResponseHeader};
 use retcd_api::retcdpb::peer_client::PeerClient;
@@ -103,6 +104,40 @@ impl EtcdServer {
         match tokio::time::timeout(self.settings.request_timeout, rx).await {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(_)) => Err(EtcdError::Stopped),
+            Err(_) => {
+                self.wait.cancel(id);
+                Err(EtcdError::Timeout)
+            }
+        }
+    }
+
+    /// Whether a learner has caught up enough to be promoted: its matched
+    /// index is at least 90% of the leader's (etcd's rule). Only the leader
+    /// knows; a follower lets the request through to raft.
+    pub fn learner_in_sync(&self, id: u64) -> bool {
+        if !self.raft.is_leader() {
+            return true;
+        }
+        let matched = self.raft.matched.lock();
+        let leader = matched.get(&self.settings.member_id).copied().unwrap_or(0);
+        let learner = matched.get(&id).copied().unwrap_or(0);
+        learner as f64 >= leader as f64 * 0.9
+    }
+
+    /// Proposes a membership change and waits until it is applied; returns
+    /// the members after it.
+    pub async fn propose_conf_change(&self, mut cc: ConfChange) -> Result<Vec<Member>, EtcdError> {
+        let id = self.ids.next();
+        cc.id = id;
+        let rx = self.wait.register(id);
+        if self.raft_tx.send(RaftInput::ProposeConfChange(cc)).is_err() {
+            self.wait.cancel(id);
+            return Err(EtcdError::Stopped);
+        }
+        match tokio::time::timeout(self.settings.request_timeout, rx).await {
+            Ok(Ok(ApplyResult::Members(members))) => Ok(members),
+            Ok(Ok(ApplyResult::Error(e))) => Err(e),
+            Ok(Ok(_)) | Ok(Err(_)) => Err(EtcdError::Stopped),
             Err(_) => {
                 self.wait.cancel(id);
                 Err(EtcdError::Timeout)

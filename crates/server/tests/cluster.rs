@@ -436,3 +436,126 @@ async fn member_behind_compacted_log_catches_up_by_snapshot() {
     let ttl = lease.lease_time_to_live(LeaseTimeToLiveRequest { id: lease_id, keys: true }).await.unwrap().into_inner();
     assert_eq!(ttl.keys, vec![b"leased".to_vec()]);
 }
+
+/// Starts a member that joins the running `cluster` (`--initial-cluster-state
+/// existing`) after `member add`; returns its process and client URL.
+fn start_joining_member(cluster: &Cluster, name: &str, peer_port: u16) -> (std::process::Child, String) {
+    let client_port = retcd_testkit::free_port();
+    let client = format!("http://127.0.0.1:{client_port}");
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let initial = format!("{},{name}={peer}", cluster.initial_cluster());
+    let dir = cluster.dir.path().join(format!("{name}.etcd"));
+    let log = std::fs::File::create(cluster.dir.path().join(format!("{name}.log"))).unwrap();
+    let child = std::process::Command::new(retcd())
+        .args(["--name", name, "--data-dir"])
+        .arg(&dir)
+        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+        .args(["--initial-cluster", &initial, "--initial-cluster-state", "existing"])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    (child, client)
+}
+
+/// Membership changes while the cluster serves: a member added with
+/// MemberAdd joins with `--initial-cluster-state existing` and gets the
+/// data; a learner is added and promoted; a member is removed and stops.
+#[tokio::test(flavor = "multi_thread")]
+async fn members_are_added_promoted_and_removed() {
+    use retcd_api::etcdserverpb::cluster_client::ClusterClient;
+    use retcd_api::etcdserverpb::{MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest};
+
+    let _serial = serial();
+    let cluster = Cluster::start(retcd(), 3, &[]);
+    let url = cluster.members[0].url();
+    kv(&url)
+        .await
+        .put(PutRequest { key: b"before".to_vec(), value: b"1".to_vec(), ..Default::default() })
+        .await
+        .unwrap();
+    let mut admin = ClusterClient::connect(url.clone()).await.unwrap();
+
+    // A voter joins.
+    let peer4 = retcd_testkit::free_port();
+    let added = admin
+        .member_add(MemberAddRequest { peer_ur_ls: vec![format!("http://127.0.0.1:{peer4}")], is_learner: false })
+        .await
+        .unwrap()
+        .into_inner();
+    let id4 = added.member.unwrap().id;
+    assert_eq!(added.members.len(), 4);
+    let (mut p4, url4) = start_joining_member(&cluster, "m4", peer4);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        let r = kv(&url4).await.range(RangeRequest { key: b"before".to_vec(), ..Default::default() }).await;
+        if let Ok(r) = r {
+            break r.into_inner();
+        }
+        assert!(Instant::now() < deadline, "the added member never served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(got.kvs[0].value, b"1");
+    // Adding the same peer URL again is refused with etcd's error.
+    let dup = admin
+        .member_add(MemberAddRequest { peer_ur_ls: vec![format!("http://127.0.0.1:{peer4}")], is_learner: false })
+        .await
+        .unwrap_err();
+    assert_eq!(dup.message(), "etcdserver: Peer URLs already exists");
+
+    // A learner joins and is promoted.
+    let peer5 = retcd_testkit::free_port();
+    let learner = admin
+        .member_add(MemberAddRequest { peer_ur_ls: vec![format!("http://127.0.0.1:{peer5}")], is_learner: true })
+        .await
+        .unwrap()
+        .into_inner()
+        .member
+        .unwrap();
+    assert!(learner.is_learner);
+    let (mut p5, url5) = start_joining_member(&cluster, "m5", peer5);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while kv(&url5)
+        .await
+        .range(RangeRequest { key: b"before".to_vec(), serializable: true, ..Default::default() })
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the learner never served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let promoted = loop {
+        match admin.member_promote(MemberPromoteRequest { id: learner.id }).await {
+            Ok(r) => break r.into_inner(),
+            Err(e) if e.message() == "etcdserver: can only promote a learner member which is in sync with leader" => {
+                assert!(Instant::now() < deadline, "the learner never caught up");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("promote failed: {e:?}"),
+        }
+    };
+    assert!(promoted.members.iter().all(|m| !m.is_learner));
+    let again = admin.member_promote(MemberPromoteRequest { id: learner.id }).await.unwrap_err();
+    assert_eq!(again.message(), "etcdserver: can only promote a learner member");
+
+    // The fourth member is removed: it stops, the others keep serving.
+    let left = admin.member_remove(MemberRemoveRequest { id: id4 }).await.unwrap().into_inner();
+    assert_eq!(left.members.len(), 4);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while p4.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the removed member did not stop");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    kv(&url)
+        .await
+        .put(PutRequest { key: b"after".to_vec(), value: b"2".to_vec(), ..Default::default() })
+        .await
+        .unwrap();
+    let list = admin.member_list(MemberListRequest {}).await.unwrap().into_inner();
+    assert!(list.members.iter().all(|m| m.id != id4));
+    let unknown = admin.member_remove(MemberRemoveRequest { id: id4 }).await.unwrap_err();
+    assert_eq!(unknown.message(), "etcdserver: member not found");
+    let _ = p5.kill();
+    let _ = p5.wait();
+}

@@ -18,7 +18,7 @@ use raft::eraftpb::{Entry, EntryType};
 use retcd_api::errors::EtcdError;
 use retcd_api::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
-    LeaseRevokeResponse, PutResponse, TxnRequest, TxnResponse,
+    LeaseRevokeResponse, Member, PutResponse, TxnRequest, TxnResponse,
 };
 use retcd_api::retcdpb::{InternalRequest, LeaseRecord, SnapshotData};
 use retcd_storage::backend::{Backend, BatchTx, Table};
@@ -44,6 +44,8 @@ pub enum ApplyResult {
     LeaseRevoke(LeaseRevokeResponse),
     /// Applied; nothing to report (member attributes).
     Done,
+    /// A membership change was applied: the members now.
+    Members(Vec<Member>),
     Error(EtcdError),
 }
 
@@ -60,8 +62,14 @@ pub struct Applier {
     pub snapshot_count: u64,
     pub last_snapshot_index: u64,
     pub snap_dir: std::path::PathBuf,
+    pub member_id: u64,
+    /// Set when a membership change removed this member.
+    pub removed: bool,
     pub compactor: Sender<(Compaction, oneshot::Sender<()>)>,
 }
+
+/// Where the raft configuration as of the consistent index is kept.
+pub const CONF_STATE_KEY: &[u8] = b"conf_state";
 
 pub fn lease_key(id: i64) -> [u8; 8] {
     id.to_be_bytes()
@@ -105,12 +113,21 @@ impl Applier {
         self.applied.store(last_index, Ordering::Release);
         self.applied_tx.send_replace(last_index);
         self.maybe_snapshot(last_index, last_term);
+        if self.removed {
+            // As etcd: a removed member stops; its data dir must not be reused.
+            if let Err(e) = self.backend.commit() {
+                tracing::error!("final backend commit failed: {e}");
+            }
+            std::process::exit(0);
+        }
     }
 
     fn apply_entry(&mut self, btx: &mut BatchTx<'_>, e: &Entry) -> Option<(u64, ApplyResult)> {
+        if e.get_entry_type() == EntryType::EntryConfChange {
+            return self.apply_conf_change(btx, e);
+        }
         if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
-            // Conf changes arrive with clustering; the empty entry a new
-            // leader appends carries nothing to apply.
+            // The empty entry a new leader appends carries nothing to apply.
             return None;
         }
         let req = match InternalRequest::decode(e.data.as_slice()) {
@@ -165,11 +182,64 @@ impl Applier {
                 Err(e) => ApplyResult::Error(e),
             };
         }
+        if let Some(u) = req.member_update {
+            if self.membership.get(u.id).is_none() {
+                return ApplyResult::Error(EtcdError::MemberNotFound);
+            }
+            self.membership.update_peer_urls(btx, u.id, u.peer_ur_ls.clone());
+            let _ = self.raft_tx.send(RaftInput::PeerUrls { id: u.id, urls: u.peer_ur_ls });
+            return ApplyResult::Members(self.membership.list());
+        }
         if let Some(a) = req.member_attributes {
             self.membership.set_attributes(btx, a.id, &a.name, &a.client_urls);
             return ApplyResult::Done;
         }
         ApplyResult::Error(EtcdError::NotCapable)
+    }
+
+    /// A membership change: the member list (in this batch) and raft's
+    /// configuration (on the raft thread, waited for) change together; the
+    /// resulting configuration is kept in the backend so a restart knows it
+    /// without replaying the entry.
+    fn apply_conf_change(&mut self, btx: &mut BatchTx<'_>, e: &Entry) -> Option<(u64, ApplyResult)> {
+        use prost011::Message as _;
+        use raft::eraftpb::ConfChangeType;
+        let cc = match raft::eraftpb::ConfChange::decode(e.data.as_slice()) {
+            Ok(cc) => cc,
+            Err(err) => {
+                tracing::error!("entry {} is not a membership change ({err}); skipped", e.index);
+                return None;
+            }
+        };
+        let member = (!cc.context.is_empty()).then(|| Member::decode(cc.context.as_slice()).ok()).flatten();
+        let change = cc.get_change_type();
+        let id = cc.node_id;
+        match change {
+            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                let mut m = member.unwrap_or(Member { id, ..Default::default() });
+                if let Some(existing) = self.membership.get(id) {
+                    // Promotion of a learner: only the role changes.
+                    m = Member { is_learner: false, ..existing };
+                }
+                m.is_learner = change == ConfChangeType::AddLearnerNode;
+                self.membership.add(btx, m);
+            }
+            ConfChangeType::RemoveNode => self.membership.remove(btx, id),
+        }
+        let urls = self.membership.get(id).map(|m| m.peer_ur_ls).unwrap_or_default();
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        let request_id = cc.id;
+        if self.raft_tx.send(RaftInput::ApplyConfChange { index: e.index, cc, urls, done: done_tx }).is_err() {
+            return None;
+        }
+        if let Ok(Some(cs)) = done_rx.recv() {
+            btx.put(Table::Meta, CONF_STATE_KEY, &prost011::Message::encode_to_vec(&cs));
+        }
+        if change == ConfChangeType::RemoveNode && id == self.member_id {
+            tracing::error!("this member has been permanently removed from the cluster; stopping");
+            self.removed = true;
+        }
+        Some((request_id, ApplyResult::Members(self.membership.list())))
     }
 
     /// Ends a write transaction and hands its events to the watchers.

@@ -44,7 +44,8 @@ pub struct Boot {
 }
 
 /// Opens the member's raft state in `wal_dir`/`snap_dir`, creating it for a
-/// new member (with `metadata` and the initial `voters`) if there is no WAL.
+/// new member (with `metadata` and the initial `voters`, or empty for a
+/// member joining a running cluster) if there is no WAL.
 pub fn boot(wal_dir: &Path, snap_dir: &Path, metadata: WalMetadata, voters: &[u64]) -> Result<Boot, BootError> {
     let snapshotter = Snapshotter::new(snap_dir)?;
     if !Wal::exists(wal_dir) {
@@ -95,6 +96,17 @@ pub fn boot(wal_dir: &Path, snap_dir: &Path, metadata: WalMetadata, voters: &[u6
         });
     }
     let Some(snapshot) = snapshot else {
+        if stored.joined {
+            // A member that joined a running cluster and has not received its
+            // first snapshot yet: it starts empty again.
+            let storage = MemStorage::new();
+            {
+                let mut core = storage.wl();
+                core.append(&contents.entries)?;
+                core.set_hardstate(contents.hard_state);
+            }
+            return Ok(Boot { storage, wal, snapshotter, metadata: stored, snapshot_index: 0, created: false });
+        }
         return Err(BootError::Invalid {
             path: snap_dir.to_path_buf(),
             reason: "no snapshot file: the member's bootstrap snapshot is missing".into(),
@@ -124,6 +136,12 @@ fn create(
     voters: &[u64],
 ) -> Result<Boot, BootError> {
     metadata.format = WAL_FORMAT.to_string();
+    if metadata.joined {
+        // Joining a running cluster: no configuration of its own; the
+        // leader's snapshot brings it.
+        let wal = Wal::create(wal_dir, &metadata.encode_to_vec())?;
+        return Ok(Boot { storage: MemStorage::new(), wal, snapshotter, metadata, snapshot_index: 0, created: true });
+    }
     let mut snap = Snapshot::default();
     snap.mut_metadata().index = BOOTSTRAP.index;
     snap.mut_metadata().term = BOOTSTRAP.term;

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use raft::eraftpb::{Entry, Message, Snapshot};
+use raft::eraftpb::{ConfChange, ConfState, Entry, Message, Snapshot};
 use raft::storage::MemStorage;
 use raft::{RawNode, StateRole};
 use retcd_api::errors::EtcdError;
@@ -58,6 +58,14 @@ pub enum RaftInput {
     SnapshotStatus { to: u64, delivered: bool },
     /// A snapshot from the leader with its data, received in full.
     InstallSnapshot { msg: Box<Message>, data: SnapshotData },
+    /// Propose a membership change; `cc.id` is the request id its waiter is
+    /// registered under.
+    ProposeConfChange(ConfChange),
+    /// The apply thread reached a committed membership change: apply it to
+    /// raft and answer with the resulting configuration.
+    ApplyConfChange { index: u64, cc: ConfChange, urls: Vec<String>, done: Sender<Option<ConfState>> },
+    /// A member's peer URLs changed (MemberUpdate).
+    PeerUrls { id: u64, urls: Vec<String> },
 }
 
 /// Work for the apply thread, in log order.
@@ -75,6 +83,8 @@ pub struct RaftStatus {
     pub leader: AtomicU64,
     pub commit: AtomicU64,
     pub is_leader: AtomicBool,
+    /// On the leader: each member's matched log index.
+    pub matched: parking_lot::Mutex<HashMap<u64, u64>>,
 }
 
 impl RaftStatus {
@@ -259,6 +269,39 @@ impl RaftNode {
                 let status = if delivered { raft::SnapshotStatus::Finish } else { raft::SnapshotStatus::Failure };
                 self.node.report_snapshot(to, status);
             }
+            RaftInput::ProposeConfChange(cc) => {
+                let id = cc.id;
+                if self.status.leader() == raft::INVALID_ID {
+                    (self.on_drop)(id);
+                } else if let Err(e) = self.node.propose_conf_change(Vec::new(), cc) {
+                    tracing::warn!("membership change {id:x} dropped: {e}");
+                    (self.on_drop)(id);
+                }
+            }
+            RaftInput::ApplyConfChange { index, cc, urls, done } => {
+                // Everything up to this entry is applied: tell raft now, so a
+                // leader accepts the next membership change at once (raft-rs
+                // drops one proposed while the previous is unapplied).
+                if index > self.last_applied_reported {
+                    self.node.advance_apply_to(index);
+                    self.last_applied_reported = index;
+                }
+                let cs = match self.node.apply_conf_change(&cc) {
+                    Ok(cs) => {
+                        self.node.mut_store().wl().set_conf_state(cs.clone());
+                        self.transport.set_peer(cc.node_id, urls, cc.get_change_type());
+                        Some(cs)
+                    }
+                    Err(e) => {
+                        tracing::error!("membership change rejected by raft: {e}");
+                        None
+                    }
+                };
+                let _ = done.send(cs);
+            }
+            RaftInput::PeerUrls { id, urls } => {
+                self.transport.set_peer(id, urls, raft::eraftpb::ConfChangeType::AddNode)
+            }
             RaftInput::InstallSnapshot { msg, data } => {
                 // Durable before raft may record the snapshot in the WAL.
                 if let Err(e) = crate::snapshot::save_file(&self.settings.snap_dir, &data) {
@@ -350,6 +393,10 @@ impl RaftNode {
         }
 
         let mut light = self.node.advance_append(ready);
+        if self.node.raft.state == StateRole::Leader {
+            let matched = self.node.raft.prs().iter().map(|(id, pr)| (*id, pr.matched)).collect();
+            *self.status.matched.lock() = matched;
+        }
         if let Some(commit) = light.commit_index() {
             self.status.commit.store(commit, Ordering::Release);
             self.node.mut_store().wl().mut_hard_state().commit = commit;

@@ -64,6 +64,21 @@ impl Transport {
         unreachable
     }
 
+    /// Follows a membership change: an added or updated member is reached at
+    /// `urls` from now on; a removed one is forgotten (its sender task ends
+    /// when its queue is dropped).
+    pub fn set_peer(&mut self, id: u64, urls: Vec<String>, change: raft::eraftpb::ConfChangeType) {
+        if id == self.self_id {
+            return;
+        }
+        self.peers.remove(&id);
+        if change == raft::eraftpb::ConfChangeType::RemoveNode || urls.is_empty() {
+            self.urls.remove(&id);
+        } else {
+            self.urls.insert(id, urls);
+        }
+    }
+
     pub fn peer_url(&self, id: u64) -> Option<String> {
         self.urls.get(&id)?.first().cloned()
     }

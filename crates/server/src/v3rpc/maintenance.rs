@@ -55,7 +55,7 @@ impl Maintenance for MaintenanceService {
             raft_applied_index: applied,
             errors: vec![],
             db_size_in_use: s.backend.size_in_use() as i64,
-            is_learner: false,
+            is_learner: s.membership.get(s.settings.member_id).is_some_and(|m| m.is_learner),
         }))
     }
 
