@@ -559,3 +559,29 @@ async fn members_are_added_promoted_and_removed() {
     let _ = p5.kill();
     let _ = p5.wait();
 }
+
+/// MoveLeader hands leadership to the chosen member; only the leader may,
+/// and only to a voting member.
+#[tokio::test(flavor = "multi_thread")]
+async fn move_leader_transfers_leadership() {
+    use retcd_api::etcdserverpb::MoveLeaderRequest;
+
+    let _serial = serial();
+    let cluster = Cluster::start(retcd(), 3, &[]);
+    let ids = member_ids(&cluster).await;
+    let lead = leader(&cluster).await.expect("leader");
+    let target = (lead + 1) % 3;
+    let mut on_follower = MaintenanceClient::connect(cluster.members[target].url()).await.unwrap();
+    let err = on_follower.move_leader(MoveLeaderRequest { target_id: ids[lead] }).await.unwrap_err();
+    assert_eq!(err.message(), "etcdserver: not leader");
+    let mut on_leader = MaintenanceClient::connect(cluster.members[lead].url()).await.unwrap();
+    let err = on_leader.move_leader(MoveLeaderRequest { target_id: 12345 }).await.unwrap_err();
+    assert_eq!(err.message(), "etcdserver: bad leader transferee");
+    on_leader.move_leader(MoveLeaderRequest { target_id: ids[target] }).await.unwrap();
+    assert_eq!(leader(&cluster).await, Some(target));
+    kv(&cluster.members[lead].url())
+        .await
+        .put(PutRequest { key: b"after-move".to_vec(), value: b"1".to_vec(), ..Default::default() })
+        .await
+        .unwrap();
+}

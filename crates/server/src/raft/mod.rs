@@ -66,6 +66,8 @@ pub enum RaftInput {
     ApplyConfChange { index: u64, cc: ConfChange, urls: Vec<String>, done: Sender<Option<ConfState>> },
     /// A member's peer URLs changed (MemberUpdate).
     PeerUrls { id: u64, urls: Vec<String> },
+    /// Hand leadership to another voter (MoveLeader).
+    TransferLeader(u64),
 }
 
 /// Work for the apply thread, in log order.
@@ -299,6 +301,7 @@ impl RaftNode {
                 };
                 let _ = done.send(cs);
             }
+            RaftInput::TransferLeader(target) => self.node.transfer_leader(target),
             RaftInput::PeerUrls { id, urls } => {
                 self.transport.set_peer(id, urls, raft::eraftpb::ConfChangeType::AddNode)
             }

@@ -1,11 +1,12 @@
-//! The Maintenance service: Status, Hash, HashKV and the alarm list. Defrag,
-//! Snapshot, MoveLeader and alarm activation come with later issues and
+//! The Maintenance service: Status, Hash, HashKV, MoveLeader and the alarm
+//! list. Defrag, Snapshot and alarm activation come with later issues and
 //! answer UNIMPLEMENTED until then.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
+use retcd_api::errors::EtcdError;
 use retcd_api::etcdserverpb::alarm_request::AlarmAction;
 use retcd_api::etcdserverpb::maintenance_server::Maintenance;
 use retcd_api::etcdserverpb::{
@@ -18,6 +19,7 @@ use tonic::{Request, Response, Status};
 
 use super::unimplemented;
 use crate::apply::kv::mvcc_error;
+use crate::raft::RaftInput;
 use crate::server::EtcdServer;
 
 /// The etcd release whose API and behaviour retcd implements; reported as
@@ -91,8 +93,29 @@ impl Maintenance for MaintenanceService {
         Err(unimplemented("Snapshot"))
     }
 
-    async fn move_leader(&self, _req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(unimplemented("MoveLeader"))
+    /// Only the leader moves leadership, to a voting member; the call returns
+    /// once the target leads (or times out, as etcd).
+    async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        let target = req.into_inner().target_id;
+        let s = &self.server;
+        if !s.raft.is_leader() {
+            return Err(EtcdError::NotLeader.into());
+        }
+        match s.membership.get(target) {
+            Some(m) if !m.is_learner => {}
+            _ => return Err(EtcdError::BadLeaderTransferee.into()),
+        }
+        if target != s.settings.member_id {
+            s.raft_tx.send(RaftInput::TransferLeader(target)).map_err(|_| Status::from(EtcdError::Stopped))?;
+            let deadline = tokio::time::Instant::now() + s.settings.request_timeout;
+            while s.raft.leader() != target {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(Status::unavailable("etcdserver: request timed out, leader transfer took too long"));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        Ok(Response::new(MoveLeaderResponse { header: Some(s.header(s.kv.rev())) }))
     }
 }
 
