@@ -295,10 +295,17 @@ impl Etcd {
 
         let lease_hook = lessor.clone();
         let drop_wait = wait.clone();
+        let rejected = crate::raft::transport::Rejection::default();
         let peer_urls_by_id =
             membership.list().into_iter().filter(|m| m.id != member_id).map(|m| (m.id, m.peer_ur_ls)).collect();
-        let transport =
-            Transport::new(cluster_id, member_id, tokio::runtime::Handle::current(), raft_tx.clone(), peer_urls_by_id);
+        let transport = Transport::new(
+            cluster_id,
+            member_id,
+            tokio::runtime::Handle::current(),
+            raft_tx.clone(),
+            peer_urls_by_id,
+            rejected.clone(),
+        );
         let node = RaftNode::new(
             boot,
             transport,
@@ -374,7 +381,7 @@ impl Etcd {
             };
             etcd.serve(addr, crate::peer::routes(service), "peer").await?;
         }
-        etcd.wait_ready().await;
+        etcd.wait_ready(&rejected).await?;
         etcd.publish().await;
         server.watch.spawn_background(cfg.experimental_watch_progress_notify_interval);
         server.spawn_lease_expiry();
@@ -389,12 +396,17 @@ impl Etcd {
     /// Waits for a leader and for the replayed log to be applied, so the
     /// first client request sees every acknowledged write. Like etcd, a
     /// member whose cluster has no quorum waits for one however long.
-    async fn wait_ready(&self) {
+    /// A member the others refuse as not of their cluster (a different
+    /// cluster token or data dir) stops with their reason.
+    async fn wait_ready(&self, rejected: &crate::raft::transport::Rejection) -> Result<(), StartError> {
         let s = &self.server;
         let mut next_log = Instant::now() + Duration::from_secs(5);
         loop {
             if s.raft.leader() != 0 && s.linearizable_read().await.is_ok() {
-                return;
+                return Ok(());
+            }
+            if let Some(reason) = rejected.lock().clone() {
+                return Err(StartError::Config(reason));
             }
             if Instant::now() >= next_log {
                 tracing::warn!("waiting for a leader (member {:x})", s.settings.member_id);

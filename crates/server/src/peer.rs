@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::lease::Lessor;
 use crate::membership::Membership;
+use crate::raft::transport::CLUSTER_ID_MISMATCH;
 use crate::raft::RaftInput;
 
 pub struct PeerService {
@@ -40,7 +41,7 @@ impl Peer for PeerService {
                     self.cluster_id
                 );
                 return Err(Status::failed_precondition(format!(
-                    "cluster ID mismatch: request cluster ID {:x}, local cluster ID {:x}",
+                    "{CLUSTER_ID_MISMATCH}: request cluster ID {:x}, local cluster ID {:x}",
                     batch.cluster_id, self.cluster_id
                 )));
             }

@@ -585,3 +585,31 @@ async fn move_leader_transfers_leadership() {
         .await
         .unwrap();
 }
+
+/// A member started with another cluster's token (so another cluster id) is
+/// refused by the running members and stops with their reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn member_of_another_cluster_is_refused() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(retcd(), 3, &[]);
+    cluster.members[2].kill9();
+    let m = &cluster.members[2];
+    let client = m.url();
+    let peer = format!("http://127.0.0.1:{}", m.peer_port);
+    let out = retcd_testkit::wait_output(
+        std::process::Command::new(retcd())
+            .args(["--name", &m.name, "--data-dir"])
+            .arg(cluster.dir.path().join("stranger.etcd"))
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &cluster.initial_cluster(), "--initial-cluster-token", "another-token"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(30),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a member of another cluster started: {stderr}");
+    assert!(stderr.contains("cluster ID mismatch"), "{stderr}");
+}

@@ -10,6 +10,7 @@
 //! a backoff when the stream breaks.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
@@ -34,6 +35,7 @@ pub struct Transport {
     peers: HashMap<u64, mpsc::Sender<Message>>,
     /// Peer URLs by member id, as currently known.
     urls: HashMap<u64, Vec<String>>,
+    rejected: Rejection,
 }
 
 impl Transport {
@@ -43,8 +45,9 @@ impl Transport {
         runtime: tokio::runtime::Handle,
         raft_tx: Sender<RaftInput>,
         urls: HashMap<u64, Vec<String>>,
+        rejected: Rejection,
     ) -> Transport {
-        Transport { cluster_id, self_id, runtime, raft_tx, peers: HashMap::new(), urls }
+        Transport { cluster_id, self_id, runtime, raft_tx, peers: HashMap::new(), urls, rejected }
     }
 
     /// Queues `msgs` for their recipients; returns the ids whose queue was
@@ -95,7 +98,13 @@ impl Transport {
         if !self.peers.contains_key(&id) {
             let url = self.urls.get(&id)?.first()?.clone();
             let (tx, rx) = mpsc::channel(PEER_QUEUE);
-            let sender = PeerSender { url, cluster_id: self.cluster_id, from: self.self_id, to: id };
+            let sender = PeerSender {
+                rejected: self.rejected.clone(),
+                url,
+                cluster_id: self.cluster_id,
+                from: self.self_id,
+                to: id,
+            };
             let raft_tx = self.raft_tx.clone();
             self.runtime.spawn(sender.run(rx, raft_tx));
             self.peers.insert(id, tx);
@@ -104,7 +113,14 @@ impl Transport {
     }
 }
 
+/// How a member answers raft messages from another cluster.
+pub const CLUSTER_ID_MISMATCH: &str = "cluster ID mismatch";
+
+/// Set when a peer refused this member as not part of its cluster.
+pub type Rejection = Arc<parking_lot::Mutex<Option<String>>>;
+
 struct PeerSender {
+    rejected: Rejection,
     url: String,
     cluster_id: u64,
     from: u64,
@@ -164,6 +180,14 @@ impl PeerSender {
                 },
                 res = &mut call => {
                     if let Ok(Err(status)) = res {
+                        if status.message().starts_with(CLUSTER_ID_MISMATCH) {
+                            *self.rejected.lock() = Some(format!(
+                                "member {:x} ({}) rejected this member: {}",
+                                self.to,
+                                self.url,
+                                status.message()
+                            ));
+                        }
                         tracing::warn!("peer {:x}: stream closed: {}", self.to, status.message());
                     }
                     return true;
