@@ -49,10 +49,6 @@ impl Membership {
         Ok(())
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.members.read().is_empty()
-    }
-
     /// Records the initial members of a new cluster.
     pub fn bootstrap(&self, btx: &mut BatchTx<'_>, initial: Vec<Member>) {
         let mut members = self.members.write();
@@ -101,9 +97,5 @@ impl Membership {
 
     pub fn get(&self, id: u64) -> Option<Member> {
         self.members.read().get(&id).cloned()
-    }
-
-    pub fn ids(&self) -> Vec<u64> {
-        self.members.read().keys().copied().collect()
     }
 }

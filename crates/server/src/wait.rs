@@ -37,10 +37,6 @@ impl<T> Wait<T> {
         }
     }
 
-    pub fn is_registered(&self, id: u64) -> bool {
-        self.shard(id).lock().contains_key(&id)
-    }
-
     pub fn cancel(&self, id: u64) {
         self.shard(id).lock().remove(&id);
     }

@@ -12,7 +12,7 @@ use retcd_api::etcdserverpb::{
     Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
     ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
-use retcd_api::mvccpb::{Event, KeyValue};
+use retcd_api::mvccpb::KeyValue;
 use retcd_storage::mvcc::{KvStore, MvccError, RangeOptions, RangeResult, WriteTxn};
 
 use crate::lease::Lessor;
@@ -341,8 +341,8 @@ pub fn delete_range(w: &mut Writer<'_, '_>, d: &DeleteRangeRequest, lessor: &Les
     }
 }
 
-/// Runs the ops of the chosen path. Read-only txns pass `None` for `writer`
-/// and are served from `view` alone.
+/// Runs the ops of the chosen path in a write transaction (read-only txns
+/// are served by [`run_read_txn`]).
 pub fn run_txn(w: &mut Writer<'_, '_>, r: &TxnRequest, path: &[bool], pos: &mut usize, lessor: &Lessor) -> TxnResponse {
     let ok = path.get(*pos).copied().unwrap_or(false);
     *pos += 1;
@@ -379,6 +379,3 @@ pub fn run_read_txn(view: &mut dyn KvRead, r: &TxnRequest, path: &[bool], pos: &
     }
     TxnResponse { header: header(view.read_rev()), succeeded: ok, responses }
 }
-
-/// Events of a finished write, for watchers.
-pub type Events = Vec<Event>;

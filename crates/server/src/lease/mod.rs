@@ -78,10 +78,6 @@ impl Lessor {
         Lessor { inner: Mutex::new(Inner::default()), min_ttl }
     }
 
-    pub fn min_ttl(&self) -> i64 {
-        self.min_ttl
-    }
-
     /// Applies a grant. Returns the effective TTL (raised to the minimum).
     pub fn grant(&self, id: i64, ttl: i64) -> Result<i64, EtcdError> {
         if ttl > MAX_LEASE_TTL {

@@ -388,7 +388,7 @@ impl RaftNode {
             self.node.mut_store().wl().append(ready.entries())?;
         }
         if let Some(hs) = hs {
-            self.term_changed(hs.term);
+            self.status.term.store(hs.term, Ordering::Release);
             self.node.mut_store().wl().set_hardstate(hs);
         }
         if !ready.persisted_messages().is_empty() {
@@ -410,10 +410,6 @@ impl RaftNode {
         let committed = light.take_committed_entries();
         self.hand_to_apply(committed);
         Ok(())
-    }
-
-    fn term_changed(&self, term: u64) {
-        self.status.term.store(term, Ordering::Release);
     }
 
     fn hand_to_apply(&mut self, entries: Vec<Entry>) {
