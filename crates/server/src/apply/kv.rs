@@ -298,20 +298,23 @@ pub fn check_put(view: &mut dyn KvRead, p: &PutRequest, lessor: &Lessor) -> Resu
 /// Applies a put whose preconditions were checked; keeps lease attachments
 /// in step with the key.
 pub fn put(w: &mut Writer<'_, '_>, p: &PutRequest, lessor: &Lessor) -> Result<PutResponse, EtcdError> {
-    let mut value = p.value.clone();
+    // The previous kv is read first only when it shapes the new one; the
+    // store returns it from the put anyway (for prev_kv).
     let mut lease = p.lease;
-    if p.ignore_value || p.ignore_lease || p.prev_kv {
+    let mut kept_value = None;
+    if p.ignore_value || p.ignore_lease {
         let rr = w.range_kvs(&p.key, &[], RangeOptions::default()).map_err(mvcc_error)?;
-        if let Some(prev) = rr.kvs.first() {
-            if p.ignore_value {
-                value = prev.value.clone();
-            }
+        if let Some(prev) = rr.kvs.into_iter().next() {
             if p.ignore_lease {
                 lease = prev.lease;
             }
+            if p.ignore_value {
+                kept_value = Some(prev.value);
+            }
         }
     }
-    let prev = w.txn.put(&p.key, &value, lease);
+    let value = kept_value.as_deref().unwrap_or(&p.value);
+    let prev = w.txn.put(&p.key, value, lease);
     w.changed = true;
     if let Some(prev) = &prev {
         if prev.lease != 0 && prev.lease != lease {
