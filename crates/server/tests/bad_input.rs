@@ -11,7 +11,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
@@ -31,9 +31,7 @@ use tonic::{Code, Status};
 /// etcd's default `--max-request-bytes`.
 const MAX_REQUEST_BYTES: usize = 1536 * 1024;
 
-fn retcd_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_retcd"))
-}
+const RETCD: &str = env!("CARGO_BIN_EXE_retcd");
 
 #[derive(Clone)]
 struct Clients {
@@ -539,7 +537,7 @@ fn check(kind: Kind, results: &[(String, Outcome, Expect)]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_requests_get_etcds_errors() {
-    let (mut retcd, retcd_results) = run_against(Kind::Retcd, &retcd_path()).await;
+    let (mut retcd, retcd_results) = run_against(Kind::Retcd, RETCD.as_ref()).await;
     assert_alive(&mut retcd);
     let mut failures = check(Kind::Retcd, &retcd_results);
 
@@ -564,7 +562,7 @@ async fn bad_requests_get_etcds_errors() {
 async fn custom_max_request_bytes() {
     let limit = 10_000usize;
     let limit_arg = limit.to_string();
-    let mut server = Server::start(Kind::Retcd, &retcd_path(), &["--max-request-bytes", &limit_arg]);
+    let mut server = Server::start(Kind::Retcd, RETCD.as_ref(), &["--max-request-bytes", &limit_arg]);
     let mut c = clients(server.client_port).await;
     wait_writable(&mut c).await;
     // The encoded request (key, value, request header) must fit in `limit`.
@@ -665,7 +663,7 @@ async fn garbage_on_client_port(server: &mut Server) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn garbage_bytes_on_the_client_port() {
-    let mut server = Server::start(Kind::Retcd, &retcd_path(), &[]);
+    let mut server = Server::start(Kind::Retcd, RETCD.as_ref(), &[]);
     garbage_on_client_port(&mut server).await;
     if let Some(etcd_bin) = require_tool("etcd") {
         // The same treatment for etcd, to be sure the test itself is sane.

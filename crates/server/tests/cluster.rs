@@ -16,7 +16,7 @@ use retcd_api::etcdserverpb::{
     HashKvRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseTimeToLiveRequest, PutRequest, RangeRequest,
     StatusRequest,
 };
-use retcd_testkit::{etcdctl, require_tool, Cluster};
+use retcd_testkit::{etcdctl, member_command, require_tool, spawn_logged, Cluster};
 use tonic::transport::Channel;
 
 /// The tests here each run three members doing real work; run one at a time
@@ -441,22 +441,12 @@ async fn member_behind_compacted_log_catches_up_by_snapshot() {
 /// existing`) after `member add`; returns its process and client URL.
 fn start_joining_member(cluster: &Cluster, name: &str, peer_port: u16) -> (std::process::Child, String) {
     let client_port = retcd_testkit::free_port();
-    let client = format!("http://127.0.0.1:{client_port}");
-    let peer = format!("http://127.0.0.1:{peer_port}");
-    let initial = format!("{},{name}={peer}", cluster.initial_cluster());
+    let initial = format!("{},{name}=http://127.0.0.1:{peer_port}", cluster.initial_cluster());
     let dir = cluster.dir.path().join(format!("{name}.etcd"));
-    let log = std::fs::File::create(cluster.dir.path().join(format!("{name}.log"))).unwrap();
-    let child = std::process::Command::new(retcd())
-        .args(["--name", name, "--data-dir"])
-        .arg(&dir)
-        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-        .args(["--initial-cluster", &initial, "--initial-cluster-state", "existing"])
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    (child, client)
+    let mut cmd = member_command(retcd(), name, client_port, peer_port, &dir, &initial);
+    cmd.args(["--initial-cluster-state", "existing"]);
+    let child = spawn_logged(&mut cmd, &cluster.dir.path().join(format!("{name}.log")));
+    (child, format!("http://127.0.0.1:{client_port}"))
 }
 
 /// Membership changes while the cluster serves: a member added with
@@ -594,15 +584,10 @@ async fn member_of_another_cluster_is_refused() {
     let mut cluster = Cluster::start(retcd(), 3, &[]);
     cluster.members[2].kill9();
     let m = &cluster.members[2];
-    let client = m.url();
-    let peer = format!("http://127.0.0.1:{}", m.peer_port);
+    let stranger_dir = cluster.dir.path().join("stranger.etcd");
     let out = retcd_testkit::wait_output(
-        std::process::Command::new(retcd())
-            .args(["--name", &m.name, "--data-dir"])
-            .arg(cluster.dir.path().join("stranger.etcd"))
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &cluster.initial_cluster(), "--initial-cluster-token", "another-token"])
+        member_command(retcd(), &m.name, m.client_port, m.peer_port, &stranger_dir, &cluster.initial_cluster())
+            .args(["--initial-cluster-token", "another-token"])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -35,9 +35,7 @@ const LEASE_TTL: i64 = 100;
 /// How long a restart may take before the test fails.
 const START_BOUND: Duration = Duration::from_secs(20);
 
-fn retcd_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_retcd"))
-}
+const RETCD: &str = env!("CARGO_BIN_EXE_retcd");
 
 #[derive(Clone)]
 struct Clients {
@@ -318,7 +316,7 @@ async fn acknowledged_writes_survive_sigkill() {
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(seed());
     let snapshot_args: &[&str] = &["--snapshot-count", "50", "--max-snapshots", "2"];
-    let mut server = Server::start(Kind::Retcd, &retcd_path(), snapshot_args);
+    let mut server = Server::start(Kind::Retcd, RETCD.as_ref(), snapshot_args);
     let model = Arc::new(Mutex::new(Model::default()));
     let mut max_start = Duration::ZERO;
     let mut verified_total = 0usize;
@@ -393,7 +391,7 @@ async fn dump(c: &mut Clients) -> (i64, Vec<KeyValue>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn graceful_stop_keeps_everything() {
-    let mut server = Server::start(Kind::Retcd, &retcd_path(), &["--snapshot-count", "40"]);
+    let mut server = Server::start(Kind::Retcd, RETCD.as_ref(), &["--snapshot-count", "40"]);
     let mut c = clients(server.client_port).await;
     for i in 0..150 {
         c.kv.put(put_req(&format!("k{i:03}"), &format!("v{i}"), 0)).await.unwrap();
@@ -511,7 +509,7 @@ fn start_expecting_refusal(server: &mut Server) -> (Option<i32>, String) {
 
 /// A stopped retcd with some data in its dir (`snapshot_count` small makes snapshots).
 async fn stopped_retcd_with_data(extra: &[&str]) -> Server {
-    let mut server = Server::start(Kind::Retcd, &retcd_path(), extra);
+    let mut server = Server::start(Kind::Retcd, RETCD.as_ref(), extra);
     let mut c = clients(server.client_port).await;
     for i in 0..60 {
         c.kv.put(put_req(&format!("key{i}"), &"v".repeat(100 + i), 0)).await.unwrap();
@@ -753,7 +751,7 @@ async fn etcd_data_dir_is_refused_untouched() {
     let before = snapshot_dir(&data);
 
     server.kind = Kind::Retcd;
-    server.binary = retcd_path();
+    server.binary = RETCD.into();
     server.extra_args.clear();
     let (code, log) = tokio::task::block_in_place(|| start_expecting_refusal(&mut server));
     assert!(code.is_some_and(|c| c != 0), "exit code {code:?}; log:\n{log}");

@@ -20,10 +20,10 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use retcd_testkit::{etcdctl, require_tool, wait_output, Kind, Server};
+use retcd_testkit::{etcdctl, etcdctl_command, kill_and_wait, require_tool, wait_output, Kind, Server};
 
 // ---------------------------------------------------------------------------
 // Harness
@@ -291,15 +291,8 @@ impl Bg {
         let dir = tempfile::Builder::new().prefix("retcd-etcdctl-bg").tempdir().unwrap();
         let out = std::fs::File::create(dir.path().join("stdout")).unwrap();
         let err = std::fs::File::create(dir.path().join("stderr")).unwrap();
-        let child = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={endpoint}"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("etcdctl");
+        let child =
+            etcdctl_command(endpoint, args).stdin(Stdio::null()).stdout(out).stderr(err).spawn().expect("etcdctl");
         Bg { child: Some(child), dir }
     }
 
@@ -334,10 +327,7 @@ impl Bg {
     }
 
     fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_and_wait(&mut self.child);
     }
 }
 

@@ -7,8 +7,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::future::Future;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,12 +16,12 @@ use retcd_api::etcdserverpb::watch_client::WatchClient;
 use retcd_api::etcdserverpb::watch_create_request::FilterType;
 use retcd_api::etcdserverpb::watch_request::RequestUnion;
 use retcd_api::etcdserverpb::{
-    request_op, CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
-    WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
+    request_op, CompactionRequest, DeleteRangeRequest, PutRequest, RequestOp, TxnRequest, WatchCancelRequest,
+    WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
 };
 use retcd_api::mvccpb::event::EventType;
 use retcd_api::mvccpb::Event;
-use retcd_testkit::{require_tool, Kind, Server};
+use retcd_testkit::{on_both, Kind, Server};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
@@ -35,52 +33,10 @@ const EMPTY_RANGE: &str = "mvcc: watcher range is empty";
 
 // ---------------------------------------------------------------- servers
 
+const RETCD: &str = env!("CARGO_BIN_EXE_retcd");
+
 fn start(kind: Kind, args: &[&str]) -> Server {
-    let bin = match kind {
-        Kind::Retcd => PathBuf::from(env!("CARGO_BIN_EXE_retcd")),
-        Kind::Etcd => require_tool("etcd").expect("etcd"),
-    };
-    tokio::task::block_in_place(|| Server::start(kind, &bin, args))
-}
-
-/// A channel to `s` once it serves requests (etcd opens its port before it
-/// has elected itself).
-async fn connect(s: &Server) -> Channel {
-    let url = format!("http://{}", s.endpoint());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(ch) = Channel::from_shared(url.clone()).unwrap().connect().await {
-            let probe = RangeRequest { key: b"__probe".to_vec(), ..Default::default() };
-            let r = tokio::time::timeout(Duration::from_secs(5), KvClient::new(ch.clone()).range(probe)).await;
-            if matches!(r, Ok(Ok(_))) {
-                return ch;
-            }
-        }
-        assert!(Instant::now() < deadline, "{:?} does not serve requests; log:\n{}", s.kind, s.log_text());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Runs `scenario` against retcd and, when etcd is installed, against etcd
-/// with the same flags; the transcripts must be equal.
-async fn on_both<T, F, Fut>(name: &str, args: &[&str], scenario: F) -> T
-where
-    T: PartialEq + std::fmt::Debug,
-    F: Fn(Channel) -> Fut,
-    Fut: Future<Output = T>,
-{
-    eprintln!("{name}: retcd");
-    let retcd = start(Kind::Retcd, args);
-    let got = scenario(connect(&retcd).await).await;
-    drop(retcd);
-    if require_tool("etcd").is_some() {
-        eprintln!("{name}: etcd");
-        let etcd = start(Kind::Etcd, args);
-        let want = scenario(connect(&etcd).await).await;
-        drop(etcd);
-        assert_eq!(got, want, "{name}: retcd (left) differs from etcd (right)");
-    }
-    got
+    Server::start_in_runtime(kind, RETCD, args)
 }
 
 // ---------------------------------------------------------------- kv helpers
@@ -295,7 +251,7 @@ fn count_events(resps: &[WatchResponse]) -> usize {
 /// its own key's event, the prefix watch receives all of them in order.
 #[tokio::test(flavor = "multi_thread")]
 async fn many_watches_on_one_stream_with_server_chosen_ids() {
-    on_both("many watches", &[], |ch| async move {
+    on_both("many watches", RETCD, &[], |ch| async move {
         let n = 50;
         let mut ws = Ws::open(&ch, progress_req()).await;
         let first = ws.next().await;
@@ -337,7 +293,7 @@ async fn many_watches_on_one_stream_with_server_chosen_ids() {
 /// reuse of a canceled id.
 #[tokio::test(flavor = "multi_thread")]
 async fn client_chosen_and_duplicate_watch_ids() {
-    on_both("watch ids", &[], |ch| async move {
+    on_both("watch ids", RETCD, &[], |ch| async move {
         let mut t = Vec::new();
         let (mut ws, r) = Ws::open_with(&ch, WatchCreateRequest { watch_id: 7, ..wc("a") }).await;
         assert_eq!((r.watch_id, r.canceled), (7, false));
@@ -399,7 +355,7 @@ async fn client_chosen_and_duplicate_watch_ids() {
 /// that watch; canceling an unknown or already canceled id is ignored.
 #[tokio::test(flavor = "multi_thread")]
 async fn cancel_stops_events() {
-    on_both("cancel", &[], |ch| async move {
+    on_both("cancel", RETCD, &[], |ch| async move {
         let mut t = Vec::new();
         let (mut ws, r) = Ws::open_with(&ch, wc("k")).await;
         assert_eq!(r.watch_id, 0);
@@ -435,7 +391,7 @@ async fn cancel_stops_events() {
 /// asked for, then live events continue without a gap or repeat.
 #[tokio::test(flavor = "multi_thread")]
 async fn historical_replay_with_deletes_and_prev_kv() {
-    let got = on_both("history", &[], |ch| async move {
+    let got = on_both("history", RETCD, &[], |ch| async move {
         assert_eq!(put(&ch, "h/a", "1").await, 2);
         assert_eq!(put(&ch, "h/b", "1").await, 3);
         assert_eq!(put(&ch, "h/a", "2").await, 4);
@@ -541,7 +497,7 @@ async fn historical_replay_with_deletes_and_prev_kv() {
 /// all filtered out sends nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn noput_and_nodelete_filters() {
-    on_both("filters", &[], |ch| async move {
+    on_both("filters", RETCD, &[], |ch| async move {
         let noput = vec![FilterType::Noput as i32];
         let nodel = vec![FilterType::Nodelete as i32];
         let both = vec![FilterType::Noput as i32, FilterType::Nodelete as i32];
@@ -597,7 +553,7 @@ async fn noput_and_nodelete_filters() {
 /// etcd's reason.
 #[tokio::test(flavor = "multi_thread")]
 async fn prefix_and_from_key_ranges() {
-    on_both("ranges", &[], |ch| async move {
+    on_both("ranges", RETCD, &[], |ch| async move {
         let specs = [
             wc("p"),
             wc_prefix("p/"),
@@ -638,7 +594,7 @@ async fn prefix_and_from_key_ranges() {
 /// current revision in the header, with or without watches on the stream.
 #[tokio::test(flavor = "multi_thread")]
 async fn progress_requests() {
-    on_both("progress requests", &[], |ch| async move {
+    on_both("progress requests", RETCD, &[], |ch| async move {
         let mut t = Vec::new();
         let mut bare = Ws::open(&ch, progress_req()).await;
         let r = bare.next().await;
@@ -667,7 +623,7 @@ async fn progress_requests() {
 }
 
 fn retcd_has_flag(flag: &str) -> bool {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_retcd")).arg("--help").output().unwrap();
+    let out = std::process::Command::new(RETCD).arg("--help").output().unwrap();
     String::from_utf8_lossy(&out.stdout).contains(flag)
 }
 
@@ -681,7 +637,7 @@ async fn progress_notify_interval() {
         eprintln!("skipping: retcd has no {flag} (progress requests are covered by progress_requests)");
         return;
     }
-    on_both("progress notify", &[flag, "500ms"], |ch| async move {
+    on_both("progress notify", RETCD, &[flag, "500ms"], |ch| async move {
         let (mut ws, _) = Ws::open_with(&ch, WatchCreateRequest { progress_notify: true, ..wc("pn") }).await;
         assert_eq!(ws.create(wc("quiet")).await.watch_id, 1);
         assert_eq!(put(&ch, "elsewhere", "1").await, 2);
@@ -707,7 +663,7 @@ async fn progress_notify_interval() {
 #[tokio::test(flavor = "multi_thread")]
 async fn fragmented_large_revision() {
     let max = 1_200_000usize;
-    let got = on_both("fragment", &["--max-request-bytes", "1200000"], move |ch| async move {
+    let got = on_both("fragment", RETCD, &["--max-request-bytes", "1200000"], move |ch| async move {
         let n = 10;
         let value = |round: u8, i: usize| vec![b'a' + round + i as u8; 100 * 1024];
         for i in 0..n {
@@ -769,7 +725,7 @@ async fn fragmented_large_revision() {
 /// from there.
 #[tokio::test(flavor = "multi_thread")]
 async fn compacted_start_revision() {
-    let got = on_both("compacted", &[], |ch| async move {
+    let got = on_both("compacted", RETCD, &[], |ch| async move {
         for i in 0..5 {
             assert_eq!(put(&ch, "c/a", &format!("v{i}")).await, 2 + i);
         }
@@ -826,7 +782,7 @@ async fn compacted_start_revision() {
 /// revisions are read in windows.
 #[tokio::test(flavor = "multi_thread")]
 async fn txn_events_never_split() {
-    on_both("txn not split", &[], |ch| async move {
+    on_both("txn not split", RETCD, &[], |ch| async move {
         let (mut ws, _) = Ws::open_with(&ch, wc_prefix("t/")).await;
         assert_eq!(put(&ch, "t/gone", "x").await, 2);
         let mut ops: Vec<RequestOp> = (0..100).map(|i| op_put(&format!("t/{i:03}"), vec![b'v'; 1024])).collect();
@@ -959,7 +915,7 @@ async fn slow_consumer_gets_everything_with_bounded_memory() {
     // Control: the store's own growth for these writes.
     let control = start(Kind::Retcd, &[]);
     let pid = control.child.as_ref().unwrap().id();
-    let ch = connect(&control).await;
+    let ch = control.connect().await;
     let base0 = rss_kib(pid);
     let sampler = RssSampler::start(pid);
     write_keys(&ch, "slow/", total).await;
@@ -970,11 +926,11 @@ async fn slow_consumer_gets_everything_with_bounded_memory() {
 
     let server = start(Kind::Retcd, &[]);
     let pid = server.child.as_ref().unwrap().id();
-    let ch = connect(&server).await;
+    let ch = server.connect().await;
     let mut streams = Vec::new();
     for _ in 0..stalled {
         // Each on its own connection, none read while the keys are written.
-        let conn = connect(&server).await;
+        let conn = server.connect().await;
         streams.push(Ws::open_with(&conn, wc_prefix("slow/")).await);
     }
     let start_rev = rev(&streams[0].1);
@@ -1040,9 +996,9 @@ async fn slow_consumer_gets_everything_with_bounded_memory() {
 #[tokio::test(flavor = "multi_thread")]
 async fn client_disconnect_mid_stream_does_not_break_others() {
     let server = start(Kind::Retcd, &[]);
-    let ch = connect(&server).await;
-    let lost_conn = connect(&server).await;
-    let shared = connect(&server).await;
+    let ch = server.connect().await;
+    let lost_conn = server.connect().await;
+    let shared = server.connect().await;
 
     let (mut keeper, created) = Ws::open_with(&shared, wc_prefix("d/")).await;
     let start_rev = rev(&created);
@@ -1083,7 +1039,7 @@ async fn client_disconnect_mid_stream_does_not_break_others() {
     keeper.quiet(Duration::from_millis(200)).await;
 
     // New streams on new and surviving connections work.
-    let fresh = connect(&server).await;
+    let fresh = server.connect().await;
     let (mut a, ca) = Ws::open_with(&fresh, wc("d/last")).await;
     let (mut b, cb) = Ws::open_with(&shared, wc("d/last")).await;
     assert_eq!((ca.watch_id, cb.watch_id), (0, 0));
@@ -1099,7 +1055,7 @@ async fn client_disconnect_mid_stream_does_not_break_others() {
 /// one-shot gRPC tools do) keeps receiving events, as with etcd.
 #[tokio::test(flavor = "multi_thread")]
 async fn half_closed_request_stream_keeps_delivering() {
-    on_both("half close", &[], |ch| async move {
+    on_both("half close", RETCD, &[], |ch| async move {
         let (mut ws, created) = Ws::open_with(&ch, wc_prefix("hc/")).await;
         assert_eq!(created.watch_id, 0);
         // Dropping the only sender ends the request stream (END_STREAM).
@@ -1120,7 +1076,7 @@ async fn half_closed_request_stream_keeps_delivering() {
 /// A start revision in the future: nothing before it is sent.
 #[tokio::test(flavor = "multi_thread")]
 async fn future_start_revision() {
-    on_both("future start", &[], |ch| async move {
+    on_both("future start", RETCD, &[], |ch| async move {
         let (mut ws, created) = Ws::open_with(&ch, WatchCreateRequest { start_revision: 4, ..wc("fs") }).await;
         assert_eq!(rev(&created), 1);
         for i in 0..4 {

@@ -3,13 +3,22 @@
 //! Every process gets free ports on 127.0.0.1 and its own temp data dir, and
 //! is killed (and its dir removed) when its handle drops, so a failing test
 //! leaves nothing behind. Every wait is bounded in time.
+//!
+//! For async gRPC tests, [`Server::connect`] gives a channel once the server
+//! serves requests, and [`on_both`] runs one scenario against retcd and
+//! (when installed) etcd and compares the transcripts.
 
 #![allow(clippy::unwrap_used)]
 
+use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use retcd_api::etcdserverpb::kv_client::KvClient;
+use retcd_api::etcdserverpb::RangeRequest;
+use tonic::transport::Channel;
 
 /// A free TCP port on 127.0.0.1 (the OS picks; the listener is closed at once).
 pub fn free_port() -> u16 {
@@ -87,62 +96,27 @@ impl Server {
 
     /// Starts the process (again) on the same ports and data dir.
     pub fn spawn(&mut self) {
-        let client = format!("http://127.0.0.1:{}", self.client_port);
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let mut cmd = Command::new(&self.binary);
-        cmd.arg("--name")
-            .arg("default")
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .arg("--listen-client-urls")
-            .arg(&client)
-            .arg("--advertise-client-urls")
-            .arg(&client)
-            .arg("--listen-peer-urls")
-            .arg(&peer)
-            .arg("--initial-advertise-peer-urls")
-            .arg(&peer)
-            .arg("--initial-cluster")
-            .arg(format!("default={peer}"))
-            .args(&self.extra_args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        self.child = Some(cmd.spawn().unwrap());
+        let initial = format!("default=http://127.0.0.1:{}", self.peer_port);
+        let mut cmd =
+            member_command(&self.binary, "default", self.client_port, self.peer_port, &self.data_dir(), &initial);
+        cmd.args(&self.extra_args);
+        self.child = Some(spawn_logged(&mut cmd, &self.log));
     }
 
     /// Waits until the client port accepts `etcdctl endpoint health`-like
     /// traffic: a TCP connect followed by a successful `get` when etcdctl is
     /// available.
     pub fn wait_ready(&mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("{:?} exited early ({status}); log:\n{}", self.kind, self.log_text());
-                }
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", self.client_port)).is_ok() {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!("{:?} not ready after {timeout:?}; log:\n{}", self.kind, self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_client_port(&format!("{:?}", self.kind), self.client_port, self.child.as_mut(), &self.log, timeout);
     }
 
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        read_log(&self.log)
     }
 
     /// SIGKILL, no cleanup: what a crash looks like to the data dir.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_and_wait(&mut self.child);
     }
 
     /// SIGTERM and wait (bounded) for a graceful exit; returns its status code.
@@ -176,11 +150,8 @@ impl Drop for Server {
 /// Runs `etcdctl --endpoints=<endpoint> args...`, optionally with `stdin`,
 /// killed after 30 s.
 pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new("etcdctl");
-    cmd.env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+    let mut cmd = etcdctl_command(endpoint, args);
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("etcdctl");
@@ -190,6 +161,13 @@ pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
         pipe.write_all(input.as_bytes()).unwrap();
     }
     wait_output(child, Duration::from_secs(30))
+}
+
+/// `etcdctl --endpoints=<endpoint> args...` (v3 API), stdio left to the caller.
+pub fn etcdctl_command(endpoint: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new("etcdctl");
+    cmd.env("ETCDCTL_API", "3").arg(format!("--endpoints={endpoint}")).args(args);
+    cmd
 }
 
 /// Waits for a child (bounded), killing it at the deadline, and collects its output.
@@ -208,13 +186,83 @@ pub fn wait_output(mut child: Child, timeout: Duration) -> Output {
 }
 
 /// Path of the `retcd` binary built for the tests: next to the test binary
-/// in target/<profile>/.
+/// in `target/<profile>/`.
 pub fn retcd_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(|p| p.parent()).unwrap();
     let bin = profile_dir.join("retcd");
     assert!(bin.exists(), "retcd binary not built at {}", bin.display());
     bin
+}
+
+/// The command line of one member on loopback: `--name`, `--data-dir`,
+/// client and peer URLs on 127.0.0.1 (listen and advertise), and
+/// `--initial-cluster`. Callers add their own flags after these.
+pub fn member_command(
+    binary: &Path,
+    name: &str,
+    client_port: u16,
+    peer_port: u16,
+    data_dir: &Path,
+    initial_cluster: &str,
+) -> Command {
+    let client = format!("http://127.0.0.1:{client_port}");
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let mut cmd = Command::new(binary);
+    cmd.arg("--name")
+        .arg(name)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--listen-client-urls")
+        .arg(&client)
+        .arg("--advertise-client-urls")
+        .arg(&client)
+        .arg("--listen-peer-urls")
+        .arg(&peer)
+        .arg("--initial-advertise-peer-urls")
+        .arg(&peer)
+        .arg("--initial-cluster")
+        .arg(initial_cluster);
+    cmd
+}
+
+/// Spawns `cmd` with no stdin and its stdout and stderr appended to `log`.
+pub fn spawn_logged(cmd: &mut Command, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap()
+}
+
+/// Waits (bounded) until `client_port` accepts TCP connections; panics with
+/// the log of the process (`what`) if it exits first or never gets there.
+fn wait_client_port(what: &str, client_port: u16, mut child: Option<&mut Child>, log: &Path, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(child) = child.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{what} exited early ({status}); log:\n{}", read_log(log));
+            }
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", client_port)).is_ok() {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("{what} not ready after {timeout:?}; log:\n{}", read_log(log));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What a process wrote to its log file so far ("" if none).
+fn read_log(log: &Path) -> String {
+    std::fs::read_to_string(log).unwrap_or_default()
+}
+
+/// SIGKILL and reap the child, if any; leaves None behind.
+pub fn kill_and_wait(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
 }
 
 /// One member of a [`Cluster`]: a retcd process with its own ports and data dir.
@@ -241,14 +289,11 @@ impl Member {
     }
 
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        read_log(&self.log)
     }
 
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_and_wait(&mut self.child);
     }
 
     pub fn is_running(&self) -> bool {
@@ -313,54 +358,16 @@ impl Cluster {
     pub fn spawn(&mut self, i: usize) {
         let initial = self.initial_cluster();
         let m = &mut self.members[i];
-        let client = format!("http://127.0.0.1:{}", m.client_port);
-        let peer = format!("http://127.0.0.1:{}", m.peer_port);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&m.log).unwrap();
-        let child = Command::new(&self.binary)
-            .arg("--name")
-            .arg(&m.name)
-            .arg("--data-dir")
-            .arg(&m.data_dir)
-            .arg("--listen-client-urls")
-            .arg(&client)
-            .arg("--advertise-client-urls")
-            .arg(&client)
-            .arg("--listen-peer-urls")
-            .arg(&peer)
-            .arg("--initial-advertise-peer-urls")
-            .arg(&peer)
-            .arg("--initial-cluster")
-            .arg(&initial)
-            .arg("--initial-cluster-token")
-            .arg(&self.token)
-            .args(&self.extra_args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        m.child = Some(child);
+        let mut cmd = member_command(&self.binary, &m.name, m.client_port, m.peer_port, &m.data_dir, &initial);
+        cmd.arg("--initial-cluster-token").arg(&self.token).args(&self.extra_args);
+        m.child = Some(spawn_logged(&mut cmd, &m.log));
     }
 
     /// Waits until member `i` accepts client connections (it binds its client
     /// port only once it has a leader and has caught up).
     pub fn wait_ready(&mut self, i: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
         let m = &mut self.members[i];
-        loop {
-            if let Some(child) = m.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("member {} exited early ({status}); log:\n{}", m.name, m.log_text());
-                }
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", m.client_port)).is_ok() {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!("member {} not ready after {timeout:?}; log:\n{}", m.name, m.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_client_port(&format!("member {}", m.name), m.client_port, m.child.as_mut(), &m.log, timeout);
     }
 }
 
@@ -370,4 +377,60 @@ impl Drop for Cluster {
             m.kill9();
         }
     }
+}
+
+// ---------------------------------------------------------------- gRPC
+
+impl Server {
+    /// Starts a single-member `kind` server from async test code (on a
+    /// multi-thread tokio runtime): `retcd` is the retcd binary to run,
+    /// etcd is the one on PATH.
+    pub fn start_in_runtime(kind: Kind, retcd: impl AsRef<Path>, args: &[&str]) -> Server {
+        let binary = match kind {
+            Kind::Retcd => retcd.as_ref().to_path_buf(),
+            Kind::Etcd => require_tool("etcd").expect("etcd"),
+        };
+        tokio::task::block_in_place(|| Server::start(kind, &binary, args))
+    }
+
+    /// A gRPC channel to this server once it serves requests (etcd opens
+    /// its port before it has elected itself).
+    pub async fn connect(&self) -> Channel {
+        let url = format!("http://{}", self.endpoint());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(ch) = Channel::from_shared(url.clone()).unwrap().connect().await {
+                let probe = RangeRequest { key: b"__probe".to_vec(), ..Default::default() };
+                let r = tokio::time::timeout(Duration::from_secs(5), KvClient::new(ch.clone()).range(probe)).await;
+                if matches!(r, Ok(Ok(_))) {
+                    return ch;
+                }
+            }
+            assert!(Instant::now() < deadline, "{:?} does not serve requests; log:\n{}", self.kind, self.log_text());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Runs `scenario` against a fresh retcd (`retcd`, with `args`) and, when
+/// etcd is installed, against a fresh etcd with the same flags; the
+/// transcripts must be equal. Returns retcd's.
+pub async fn on_both<T, F, Fut>(name: &str, retcd: impl AsRef<Path>, args: &[&str], scenario: F) -> T
+where
+    T: PartialEq + std::fmt::Debug,
+    F: Fn(Channel) -> Fut,
+    Fut: Future<Output = T>,
+{
+    eprintln!("{name}: retcd");
+    let server = Server::start_in_runtime(Kind::Retcd, &retcd, args);
+    let got = scenario(server.connect().await).await;
+    drop(server);
+    if require_tool("etcd").is_some() {
+        eprintln!("{name}: etcd");
+        let etcd = Server::start_in_runtime(Kind::Etcd, &retcd, args);
+        let want = scenario(etcd.connect().await).await;
+        drop(etcd);
+        assert_eq!(got, want, "{name}: retcd (left) differs from etcd (right)");
+    }
+    got
 }
