@@ -360,6 +360,7 @@ impl Etcd {
             raft_tx,
             ids: ids::IdGenerator::new(member_id),
             membership: membership.clone(),
+            leader_channel: Default::default(),
         });
 
         let mut etcd = Etcd {

@@ -51,6 +51,8 @@ pub struct EtcdServer {
     pub raft_tx: Sender<RaftInput>,
     pub ids: IdGenerator,
     pub membership: Arc<Membership>,
+    /// The leader's peer URL and a channel to it (see [`EtcdServer::leader_peer`]).
+    pub leader_channel: parking_lot::Mutex<Option<(String, tonic::transport::Channel)>>,
 }
 
 impl EtcdServer {
@@ -75,12 +77,22 @@ impl EtcdServer {
 
     /// A client of the leader's peer service, for requests only the leader
     /// can answer (lease renewals). None without a known leader.
+    /// The channel is kept while the leader's URL stays the same, so
+    /// forwarded keep-alives share one connection.
     pub fn leader_peer(&self) -> Result<PeerClient<tonic::transport::Channel>, EtcdError> {
         let leader = self.raft.leader();
         let member = self.membership.get(leader).ok_or(EtcdError::NoLeader)?;
         let url = member.peer_ur_ls.first().ok_or(EtcdError::NoLeader)?;
+        let mut cached = self.leader_channel.lock();
+        if let Some((cached_url, channel)) = cached.as_ref() {
+            if cached_url == url {
+                return Ok(PeerClient::new(channel.clone()));
+            }
+        }
         let endpoint = tonic::transport::Endpoint::from_shared(url.clone()).map_err(|_| EtcdError::NoLeader)?;
-        Ok(PeerClient::new(endpoint.connect_timeout(Duration::from_secs(1)).connect_lazy()))
+        let channel = endpoint.connect_timeout(Duration::from_secs(1)).connect_lazy();
+        *cached = Some((url.clone(), channel.clone()));
+        Ok(PeerClient::new(channel))
     }
 
     /// Proposes `req` through raft and waits for the result of applying it.

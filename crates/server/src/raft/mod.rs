@@ -85,7 +85,7 @@ pub struct RaftStatus {
     pub leader: AtomicU64,
     pub commit: AtomicU64,
     pub is_leader: AtomicBool,
-    /// On the leader: each member's matched log index.
+    /// On the leader, while the cluster has learners: each member's matched log index.
     pub matched: parking_lot::Mutex<HashMap<u64, u64>>,
 }
 
@@ -396,7 +396,9 @@ impl RaftNode {
         }
 
         let mut light = self.node.advance_append(ready);
-        if self.node.raft.state == StateRole::Leader {
+        // Only MemberPromote reads this, and only for learners: keep the
+        // allocation off the write path of a cluster without any.
+        if self.node.raft.state == StateRole::Leader && !self.node.raft.prs().conf().learners().is_empty() {
             let matched = self.node.raft.prs().iter().map(|(id, pr)| (*id, pr.matched)).collect();
             *self.status.matched.lock() = matched;
         }
