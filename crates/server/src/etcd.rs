@@ -524,14 +524,12 @@ fn initial_members(cfg: &Config) -> Result<(Vec<Member>, u64), StartError> {
     own.sort();
     if own != advertised {
         return Err(StartError::Config(format!(
-            "--initial-cluster has {}={} but missing from --initial-advertise-peer-urls={} (\"{}\"(resolved from {:?}) != \"{}\"(resolved from {:?}))",
+            "--initial-cluster has {}={} but missing from --initial-advertise-peer-urls={} (resolved urls: \"{}\" != \"{}\")",
             cfg.name,
             own_urls.join(","),
             cfg.initial_advertise_peer_urls,
             advertised.join(","),
-            advertised,
             own.join(","),
-            own,
         )));
     }
     let members: Vec<Member> = by_name

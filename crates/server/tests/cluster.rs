@@ -598,3 +598,57 @@ async fn member_of_another_cluster_is_refused() {
     assert!(!out.status.success(), "a member of another cluster started: {stderr}");
     assert!(stderr.contains("cluster ID mismatch"), "{stderr}");
 }
+
+/// MemberUpdate changes a member's peer URLs: after a restart on the new
+/// URL the member still receives the log (the others send to the new URL).
+#[tokio::test(flavor = "multi_thread")]
+async fn member_update_moves_a_member_to_new_peer_urls() {
+    use retcd_api::etcdserverpb::cluster_client::ClusterClient;
+    use retcd_api::etcdserverpb::{MemberListRequest, MemberUpdateRequest};
+
+    let _serial = serial();
+    let mut cluster = Cluster::start(retcd(), 3, &[]);
+    let ids = member_ids(&cluster).await;
+    let lead = leader(&cluster).await.expect("leader");
+    let moved = (lead + 1) % 3;
+    let mut admin = ClusterClient::connect(cluster.members[lead].url()).await.unwrap();
+
+    let taken = format!("http://127.0.0.1:{}", cluster.members[lead].peer_port);
+    let err = admin.member_update(MemberUpdateRequest { id: ids[moved], peer_ur_ls: vec![taken] }).await.unwrap_err();
+    assert_eq!(err.message(), "etcdserver: Peer URLs already exists");
+    let err = admin
+        .member_update(MemberUpdateRequest { id: 12345, peer_ur_ls: vec!["http://127.0.0.1:1".into()] })
+        .await
+        .unwrap_err();
+    assert_eq!(err.message(), "etcdserver: member not found");
+
+    let new_port = retcd_testkit::free_port();
+    let new_url = format!("http://127.0.0.1:{new_port}");
+    let updated =
+        admin.member_update(MemberUpdateRequest { id: ids[moved], peer_ur_ls: vec![new_url.clone()] }).await.unwrap();
+    let listed = updated.into_inner().members;
+    assert_eq!(listed.iter().find(|m| m.id == ids[moved]).unwrap().peer_ur_ls, vec![new_url.clone()]);
+
+    cluster.members[moved].kill9();
+    cluster.members[moved].peer_port = new_port;
+    cluster.spawn(moved);
+    cluster.wait_ready(moved, Duration::from_secs(60));
+    let rev = kv(&cluster.members[lead].url())
+        .await
+        .put(PutRequest { key: b"after-update".to_vec(), value: b"1".to_vec(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .header
+        .unwrap()
+        .revision;
+    wait_rev(&cluster.members[moved].url(), rev).await;
+    let list = ClusterClient::connect(cluster.members[moved].url())
+        .await
+        .unwrap()
+        .member_list(MemberListRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.members.iter().find(|m| m.id == ids[moved]).unwrap().peer_ur_ls, vec![new_url]);
+}
