@@ -379,6 +379,7 @@ impl Etcd {
                 membership: server.membership.clone(),
                 raft_tx: server.raft_tx.clone(),
                 lessor: server.lessor.clone(),
+                raft: server.raft.clone(),
             };
             etcd.serve(addr, crate::peer::routes(service), "peer").await?;
         }

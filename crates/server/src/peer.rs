@@ -13,19 +13,23 @@ use retcd_api::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use retcd_api::retcdpb::peer_server::{Peer, PeerServer};
-use retcd_api::retcdpb::{MembersRequest, MembersResponse, PeerAck, RaftBatch, SnapshotChunk, SnapshotData};
+use retcd_api::retcdpb::{
+    LearnerSyncRequest, LearnerSyncResponse, MembersRequest, MembersResponse, PeerAck, RaftBatch, SnapshotChunk,
+    SnapshotData,
+};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::lease::Lessor;
 use crate::membership::Membership;
 use crate::raft::transport::CLUSTER_ID_MISMATCH;
-use crate::raft::RaftInput;
+use crate::raft::{RaftInput, RaftStatus};
 
 pub struct PeerService {
     pub cluster_id: u64,
     pub membership: Arc<Membership>,
     pub raft_tx: Sender<RaftInput>,
     pub lessor: Arc<Lessor>,
+    pub raft: Arc<RaftStatus>,
 }
 
 #[tonic::async_trait]
@@ -87,6 +91,13 @@ impl Peer for PeerService {
 
     async fn members(&self, _req: Request<MembersRequest>) -> Result<Response<MembersResponse>, Status> {
         Ok(Response::new(MembersResponse { cluster_id: self.cluster_id, members: self.membership.list() }))
+    }
+
+    async fn learner_in_sync(&self, req: Request<LearnerSyncRequest>) -> Result<Response<LearnerSyncResponse>, Status> {
+        if !self.raft.is_leader() {
+            return Err(EtcdError::NotLeader.into());
+        }
+        Ok(Response::new(LearnerSyncResponse { in_sync: self.raft.learner_in_sync(req.into_inner().id) }))
     }
 
     async fn lease_keep_alive(

@@ -12,7 +12,7 @@ use raft::eraftpb::ConfChange;
 use retcd_api::errors::EtcdError;
 use retcd_api::etcdserverpb::{LeaseRevokeRequest, Member, ResponseHeader};
 use retcd_api::retcdpb::peer_client::PeerClient;
-use retcd_api::retcdpb::{InternalRequest, RequestHeader};
+use retcd_api::retcdpb::{InternalRequest, LearnerSyncRequest, RequestHeader};
 use retcd_storage::backend::Backend;
 use retcd_storage::mvcc::KvStore;
 use tokio::sync::oneshot;
@@ -123,17 +123,15 @@ impl EtcdServer {
         }
     }
 
-    /// Whether a learner has caught up enough to be promoted: its matched
-    /// index is at least 90% of the leader's (etcd's rule). Only the leader
-    /// knows; a follower lets the request through to raft.
-    pub fn learner_in_sync(&self, id: u64) -> bool {
-        if !self.raft.is_leader() {
-            return true;
+    /// Whether learner `id` is in sync with the leader, asked of the leader
+    /// (only it tracks each member's progress).
+    pub async fn learner_in_sync(&self, id: u64) -> Result<bool, EtcdError> {
+        if self.raft.is_leader() {
+            return Ok(self.raft.learner_in_sync(id));
         }
-        let matched = self.raft.matched.lock();
-        let leader = matched.get(&self.settings.member_id).copied().unwrap_or(0);
-        let learner = matched.get(&id).copied().unwrap_or(0);
-        learner as f64 >= leader as f64 * 0.9
+        let mut leader = self.leader_peer()?;
+        let resp = leader.learner_in_sync(LearnerSyncRequest { id }).await.map_err(|_| EtcdError::NoLeader)?;
+        Ok(resp.into_inner().in_sync)
     }
 
     /// Proposes a membership change and waits until it is applied; returns

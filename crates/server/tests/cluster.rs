@@ -504,6 +504,14 @@ async fn members_are_added_promoted_and_removed() {
         .member
         .unwrap();
     assert!(learner.is_learner);
+    // Not started, so not in sync: refused, also when asked of a follower
+    // (the leader alone tracks progress and is asked).
+    let lead = leader(&cluster).await.expect("leader");
+    for i in [lead, (lead + 1) % 3] {
+        let mut c = ClusterClient::connect(cluster.members[i].url()).await.unwrap();
+        let early = c.member_promote(MemberPromoteRequest { id: learner.id }).await.unwrap_err();
+        assert_eq!(early.message(), "etcdserver: can only promote a learner member which is in sync with leader");
+    }
     let (mut p5, url5) = start_joining_member(&cluster, "m5", peer5);
     let deadline = Instant::now() + Duration::from_secs(30);
     while kv(&url5)

@@ -99,6 +99,15 @@ impl RaftStatus {
     pub fn is_leader(&self) -> bool {
         self.is_leader.load(Ordering::Acquire)
     }
+
+    /// On the leader: whether learner `id` has replicated at least 90% of
+    /// the leader's log (etcd's readiness rule for promotion).
+    pub fn learner_in_sync(&self, id: u64) -> bool {
+        let matched = self.matched.lock();
+        let leader = matched.get(&self.id).copied().unwrap_or(0);
+        let learner = matched.get(&id).copied().unwrap_or(0);
+        learner as f64 >= leader as f64 * 0.9
+    }
 }
 
 pub struct RaftSettings {

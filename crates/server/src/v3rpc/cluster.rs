@@ -123,7 +123,7 @@ impl Cluster for ClusterService {
         if !member.is_learner {
             return Err(EtcdError::MemberNotLearner.into());
         }
-        if !self.server.learner_in_sync(id) {
+        if !self.server.learner_in_sync(id).await? {
             return Err(EtcdError::LearnerNotReady.into());
         }
         let cc = ConfChange { change_type: ConfChangeType::AddNode as i32, node_id: id, ..Default::default() };
