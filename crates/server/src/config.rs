@@ -12,6 +12,11 @@ use clap::Parser;
 /// etcd's default for `--max-request-bytes` (1.5 MiB).
 pub const DEFAULT_MAX_REQUEST_BYTES: u32 = 1536 * 1024;
 
+/// etcd's default backend quota (2 GiB).
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// Above this quota etcd warns that the backend may perform poorly.
+pub const MAX_RECOMMENDED_QUOTA_BYTES: u64 = 8 * 1024 * 1024 * 1024;
+
 #[derive(Debug, Clone, Parser)]
 #[command(name = "retcd", version, about = "retcd: a distributed, reliable key-value store compatible with etcd v3")]
 pub struct Config {
@@ -79,6 +84,11 @@ pub struct Config {
     #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: u32,
 
+    /// Raise alarms when backend size exceeds the given quota (0 defaults to
+    /// low space quota; a negative value disables the quota).
+    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0, allow_negative_numbers = true)]
+    pub quota_backend_bytes: i64,
+
     /// Duration of periodic watch progress notifications (e.g. "10m", "500ms", "2s").
     #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub experimental_watch_progress_notify_interval: Duration,
@@ -111,6 +121,16 @@ impl Config {
 
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name)))
+    }
+
+    /// The backend quota in effect: etcd's 2 GiB default for 0, none when
+    /// negative.
+    pub fn quota_bytes(&self) -> Option<u64> {
+        match self.quota_backend_bytes {
+            0 => Some(DEFAULT_QUOTA_BYTES),
+            n if n < 0 => None,
+            n => Some(n as u64),
+        }
     }
 
     pub fn heartbeat(&self) -> Duration {

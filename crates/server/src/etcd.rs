@@ -22,6 +22,7 @@ use retcd_storage::wal::Wal;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use crate::alarm::AlarmStore;
 use crate::apply::Applier;
 use crate::config::Config;
 use crate::ids;
@@ -192,6 +193,15 @@ impl Etcd {
         install_received_snapshot(&dirs, &backend, &kv)?;
         lessor.reload(&backend, &kv)?;
         let membership = Arc::new(Membership::load(&backend)?);
+        let alarms = Arc::new(AlarmStore::load(&backend)?);
+        match cfg.quota_bytes() {
+            None => tracing::warn!("disabled backend quota"),
+            Some(q) if q > crate::config::MAX_RECOMMENDED_QUOTA_BYTES => tracing::warn!(
+                "backend quota {q} exceeds maximum recommended quota {}",
+                crate::config::MAX_RECOMMENDED_QUOTA_BYTES
+            ),
+            Some(_) => {}
+        }
         let boot = match boot {
             Some(boot) => boot,
             None => {
@@ -276,6 +286,7 @@ impl Etcd {
             backend: backend.clone(),
             lessor: lessor.clone(),
             membership: membership.clone(),
+            alarms: alarms.clone(),
             watch: watch.clone(),
             wait: wait.clone(),
             applied: applied.clone(),
@@ -348,6 +359,7 @@ impl Etcd {
                 max_txn_ops: cfg.max_txn_ops,
                 max_request_bytes: cfg.max_request_bytes as usize,
                 request_timeout,
+                quota_bytes: cfg.quota_bytes(),
             },
             kv,
             backend,
@@ -360,6 +372,7 @@ impl Etcd {
             raft_tx,
             ids: ids::IdGenerator::new(member_id),
             membership: membership.clone(),
+            alarms,
             leader_channel: Default::default(),
         });
 

@@ -6,6 +6,7 @@
 //! watchers ([`watch`]). Reads are served from the store after a read-index
 //! round ([`server::EtcdServer::linearizable_read`]).
 
+pub mod alarm;
 pub mod apply;
 pub mod config;
 pub mod etcd;

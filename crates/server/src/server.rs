@@ -10,13 +10,16 @@ use crossbeam_channel::Sender;
 use prost::Message as _;
 use raft::eraftpb::ConfChange;
 use retcd_api::errors::EtcdError;
-use retcd_api::etcdserverpb::{LeaseRevokeRequest, Member, ResponseHeader};
+use retcd_api::etcdserverpb::alarm_request::AlarmAction;
+use retcd_api::etcdserverpb::request_op::Request;
+use retcd_api::etcdserverpb::{AlarmRequest, AlarmType, LeaseRevokeRequest, Member, ResponseHeader, TxnRequest};
 use retcd_api::retcdpb::peer_client::PeerClient;
 use retcd_api::retcdpb::{InternalRequest, LearnerSyncRequest, RequestHeader};
 use retcd_storage::backend::Backend;
 use retcd_storage::mvcc::KvStore;
 use tokio::sync::oneshot;
 
+use crate::alarm::AlarmStore;
 use crate::apply::ApplyResult;
 use crate::ids::IdGenerator;
 use crate::lease::Lessor;
@@ -24,6 +27,29 @@ use crate::membership::Membership;
 use crate::raft::{RaftInput, RaftStatus};
 use crate::wait::Wait;
 use crate::watch::WatchHub;
+
+/// What etcd's quota guard charges a write, in bytes: 0 for writes that
+/// do not need space.
+fn quota_cost(req: &InternalRequest) -> u64 {
+    const KV_OVERHEAD: u64 = 256;
+    const LEASE_OVERHEAD: u64 = 64;
+    fn txn_cost(t: &TxnRequest) -> u64 {
+        let ops = t.success.iter().chain(t.failure.iter());
+        ops.map(|op| match &op.request {
+            Some(Request::RequestPut(p)) => KV_OVERHEAD + (p.key.len() + p.value.len()) as u64,
+            Some(Request::RequestTxn(t)) => txn_cost(t),
+            _ => 0,
+        })
+        .sum()
+    }
+    if let Some(p) = &req.put {
+        return KV_OVERHEAD + (p.key.len() + p.value.len()) as u64;
+    }
+    if req.lease_grant.is_some() {
+        return LEASE_OVERHEAD;
+    }
+    req.txn.as_ref().map(txn_cost).unwrap_or(0)
+}
 
 /// etcd refuses new proposals when the apply loop is this far behind commit.
 const MAX_GAP_BETWEEN_APPLY_AND_COMMIT: u64 = 5000;
@@ -36,6 +62,8 @@ pub struct ServerSettings {
     pub max_txn_ops: usize,
     pub max_request_bytes: usize,
     pub request_timeout: Duration,
+    /// `--quota-backend-bytes` in effect; None when disabled.
+    pub quota_bytes: Option<u64>,
 }
 
 pub struct EtcdServer {
@@ -51,6 +79,7 @@ pub struct EtcdServer {
     pub raft_tx: Sender<RaftInput>,
     pub ids: IdGenerator,
     pub membership: Arc<Membership>,
+    pub alarms: Arc<AlarmStore>,
     /// The leader's peer URL and a channel to it (see [`EtcdServer::leader_peer`]).
     pub leader_channel: parking_lot::Mutex<Option<(String, tonic::transport::Channel)>>,
 }
@@ -102,6 +131,7 @@ impl EtcdServer {
         if committed > applied + MAX_GAP_BETWEEN_APPLY_AND_COMMIT {
             return Err(EtcdError::TooManyRequests);
         }
+        self.check_quota(&req).await?;
         let id = self.ids.next();
         req.header = Some(RequestHeader { id, ..Default::default() });
         let data = req.encode_to_vec();
@@ -121,6 +151,32 @@ impl EtcdServer {
                 Err(EtcdError::Timeout)
             }
         }
+    }
+
+    /// etcd's quota guard: a write that needs space while the backend would
+    /// exceed `--quota-backend-bytes` raises the NOSPACE alarm cluster-wide
+    /// and is refused. (Once raised, the apply path refuses such writes on
+    /// every member until the alarm is disarmed.)
+    async fn check_quota(&self, req: &InternalRequest) -> Result<(), EtcdError> {
+        let Some(quota) = self.settings.quota_bytes else { return Ok(()) };
+        let cost = quota_cost(req);
+        if cost == 0 || self.backend.size() + cost <= quota {
+            return Ok(());
+        }
+        let alarm = AlarmRequest {
+            action: AlarmAction::Activate as i32,
+            member_id: self.settings.member_id,
+            alarm: AlarmType::Nospace as i32,
+        };
+        if !self.alarms.is_active(AlarmType::Nospace) {
+            tracing::warn!(
+                "backend size {} plus request {cost} exceeds the quota of {quota} bytes",
+                self.backend.size()
+            );
+            // Box::pin: propose is recursive through here.
+            Box::pin(self.propose(InternalRequest { alarm: Some(alarm), ..Default::default() })).await?;
+        }
+        Err(EtcdError::NoSpace)
     }
 
     /// Whether learner `id` is in sync with the leader, asked of the leader

@@ -243,6 +243,15 @@ pub fn is_txn_read_only(r: &TxnRequest) -> bool {
     })
 }
 
+/// Whether any branch (nested included) puts a key: such a txn needs space.
+pub fn txn_has_puts(r: &TxnRequest) -> bool {
+    r.success.iter().chain(r.failure.iter()).any(|op| match &op.request {
+        Some(Request::RequestPut(_)) => true,
+        Some(Request::RequestTxn(t)) => txn_has_puts(t),
+        _ => false,
+    })
+}
+
 /// Checks the ops on the chosen path before anything runs: leases of puts
 /// must exist, ignore_value/ignore_lease need an existing key, and range
 /// revisions must be servable.

@@ -17,14 +17,15 @@ use prost::Message as _;
 use raft::eraftpb::{Entry, EntryType};
 use retcd_api::errors::EtcdError;
 use retcd_api::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
-    LeaseRevokeResponse, Member, PutResponse, TxnRequest, TxnResponse,
+    AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, DeleteRangeResponse, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseRevokeResponse, Member, PutResponse, TxnRequest, TxnResponse,
 };
 use retcd_api::retcdpb::{InternalRequest, LeaseRecord, SnapshotData};
 use retcd_storage::backend::{Backend, BatchTx, Table};
 use retcd_storage::mvcc::{Compaction, KvStore};
 use tokio::sync::oneshot;
 
+use crate::alarm::{AlarmStore, WriteKind};
 use crate::lease::Lessor;
 use crate::membership::Membership;
 use crate::raft::{ApplyTask, RaftInput};
@@ -42,6 +43,7 @@ pub enum ApplyResult {
     Compaction(CompactionResponse, oneshot::Receiver<()>),
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
+    Alarm(AlarmResponse),
     /// Applied; nothing to report (member attributes).
     Done,
     /// A membership change was applied: the members now.
@@ -54,6 +56,7 @@ pub struct Applier {
     pub backend: Arc<Backend>,
     pub lessor: Arc<Lessor>,
     pub membership: Arc<Membership>,
+    pub alarms: Arc<AlarmStore>,
     pub watch: Arc<WatchHub>,
     pub wait: Arc<Wait<ApplyResult>>,
     pub applied: Arc<AtomicU64>,
@@ -66,6 +69,17 @@ pub struct Applier {
     /// Set when a membership change removed this member.
     pub removed: bool,
     pub compactor: Sender<(Compaction, oneshot::Sender<()>)>,
+}
+
+/// Whether a request needs space (refused while NOSPACE is raised) or
+/// frees it.
+fn write_kind(req: &InternalRequest) -> WriteKind {
+    let grows = req.put.is_some() || req.lease_grant.is_some() || req.txn.as_ref().is_some_and(kv::txn_has_puts);
+    if grows {
+        WriteKind::Grows
+    } else {
+        WriteKind::Shrinks
+    }
 }
 
 /// Where the raft configuration as of the consistent index is kept.
@@ -143,6 +157,12 @@ impl Applier {
     }
 
     fn apply_request(&mut self, btx: &mut BatchTx<'_>, req: InternalRequest) -> ApplyResult {
+        if let Some(a) = req.alarm {
+            return self.apply_alarm(btx, &a);
+        }
+        if let Some(e) = self.alarms.refuses(write_kind(&req)) {
+            return ApplyResult::Error(e);
+        }
         if let Some(p) = req.put {
             let txn = TxnRequest {
                 success: vec![retcd_api::etcdserverpb::RequestOp {
@@ -195,6 +215,25 @@ impl Applier {
             return ApplyResult::Done;
         }
         ApplyResult::Error(EtcdError::NotCapable)
+    }
+
+    fn apply_alarm(&mut self, btx: &mut BatchTx<'_>, a: &AlarmRequest) -> ApplyResult {
+        use retcd_api::etcdserverpb::alarm_request::AlarmAction;
+        use retcd_api::etcdserverpb::AlarmType;
+        let alarms = match AlarmAction::try_from(a.action) {
+            Ok(AlarmAction::Get) => self.alarms.list(AlarmType::try_from(a.alarm).unwrap_or(AlarmType::None)),
+            // Activating "no alarm" does nothing (as etcd).
+            Ok(AlarmAction::Activate) if a.alarm == AlarmType::None as i32 => vec![],
+            Ok(AlarmAction::Activate) => {
+                let m = self.alarms.activate(btx, a.member_id, a.alarm);
+                tracing::warn!("alarm {:?} raised by member {:x}", AlarmType::try_from(a.alarm), a.member_id);
+                vec![m]
+            }
+            Ok(AlarmAction::Deactivate) => self.alarms.deactivate(btx, a.member_id, a.alarm).into_iter().collect(),
+            Err(_) => vec![],
+        };
+        // etcd's applied alarm response carries no header.
+        ApplyResult::Alarm(AlarmResponse { header: None, alarms })
     }
 
     /// A membership change: the member list (in this batch) and raft's
@@ -320,7 +359,8 @@ impl Applier {
         let installed = snapshot::install(&self.backend, &self.kv, &data)
             .map_err(|e| e.to_string())
             .and_then(|()| self.lessor.reload(&self.backend, &self.kv).map_err(|e| e.to_string()))
-            .and_then(|()| self.membership.reload(&self.backend).map_err(|e| e.to_string()));
+            .and_then(|()| self.membership.reload(&self.backend).map_err(|e| e.to_string()))
+            .and_then(|()| self.alarms.reload(&self.backend).map_err(|e| e.to_string()));
         if let Err(e) = installed {
             tracing::error!("installing the snapshot at index {index} failed: {e}; stopping");
             std::process::exit(1);

@@ -1,24 +1,26 @@
-//! The Maintenance service: Status, Hash, HashKV, MoveLeader and the alarm
-//! list. Defrag, Snapshot and alarm activation come with later issues and
-//! answer UNIMPLEMENTED until then.
+//! The Maintenance service: Status, Hash, HashKV, MoveLeader, alarms and
+//! defragmentation. Snapshot comes with a later issue and answers
+//! UNIMPLEMENTED until then.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
 use retcd_api::errors::EtcdError;
-use retcd_api::etcdserverpb::alarm_request::AlarmAction;
 use retcd_api::etcdserverpb::maintenance_server::Maintenance;
 use retcd_api::etcdserverpb::{
     AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest,
     HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
     StatusResponse,
 };
+use retcd_api::retcdpb::InternalRequest;
 use retcd_storage::backend::{Table, CONSISTENT_INDEX_KEY};
 use tonic::{Request, Response, Status};
 
+use super::kv::apply_error;
 use super::unimplemented;
 use crate::apply::kv::mvcc_error;
+use crate::apply::ApplyResult;
 use crate::raft::RaftInput;
 use crate::server::EtcdServer;
 
@@ -34,14 +36,14 @@ type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
+    /// Every action goes through raft (as etcd), so the answer reflects
+    /// the cluster's state at a point in the log.
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         let r = req.into_inner();
-        if r.action != AlarmAction::Get as i32 {
-            return Err(unimplemented("alarm activation and deactivation"));
+        match self.server.propose(InternalRequest { alarm: Some(r), ..Default::default() }).await? {
+            ApplyResult::Alarm(resp) => Ok(Response::new(resp)),
+            other => Err(apply_error(other)),
         }
-        // No alarm can be raised yet (quota and corruption checks come later).
-        // etcd's applied Alarm response carries no header at all.
-        Ok(Response::new(AlarmResponse { header: None, alarms: vec![] }))
     }
 
     async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
@@ -55,14 +57,27 @@ impl Maintenance for MaintenanceService {
             raft_index: s.raft.commit.load(std::sync::atomic::Ordering::Acquire),
             raft_term: s.raft.term(),
             raft_applied_index: applied,
-            errors: vec![],
+            errors: status_errors(s),
             db_size_in_use: s.backend.size_in_use() as i64,
             is_learner: s.membership.get(s.settings.member_id).is_some_and(|m| m.is_learner),
         }))
     }
 
+    /// Rewrites the backend file without its free pages; writes wait.
     async fn defragment(&self, _req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
-        Err(unimplemented("Defragment"))
+        let s = self.server.clone();
+        tracing::info!("starting to defragment the backend");
+        let started = std::time::Instant::now();
+        tokio::task::spawn_blocking(move || s.backend.defragment())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(format!("etcdserver: defragment failed: {e}")))?;
+        tracing::info!(
+            "finished defragmenting the backend in {:?} (size {})",
+            started.elapsed(),
+            self.server.backend.size()
+        );
+        Ok(Response::new(DefragmentResponse { header: Some(self.server.header(self.server.kv.rev())) }))
     }
 
     async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
@@ -117,6 +132,21 @@ impl Maintenance for MaintenanceService {
         }
         Ok(Response::new(MoveLeaderResponse { header: Some(s.header(s.kv.rev())) }))
     }
+}
+
+/// What etcd lists as a member's errors: no leader, and each active alarm
+/// in protobuf text form.
+fn status_errors(s: &EtcdServer) -> Vec<String> {
+    use retcd_api::etcdserverpb::AlarmType;
+    let mut errors = Vec::new();
+    if s.raft.leader() == 0 {
+        errors.push(EtcdError::NoLeader.message().to_string());
+    }
+    for a in s.alarms.list(AlarmType::None) {
+        let name = AlarmType::try_from(a.alarm).map(|t| t.as_str_name()).unwrap_or("NONE");
+        errors.push(format!("memberID:{} alarm:{name} ", a.member_id));
+    }
+    errors
 }
 
 /// CRC-32C over every table's keys and values in order: the whole backend,

@@ -14,10 +14,11 @@ use std::ops::Bound;
 use super::Table;
 
 /// Number of [`Table`] variants.
-pub(super) const TABLES: usize = 5;
+pub(super) const TABLES: usize = 6;
 
 /// Every table, in the order of their buffer slots.
-pub(super) const ALL_TABLES: [Table; TABLES] = [Table::Key, Table::Meta, Table::Lease, Table::Members, Table::Auth];
+pub(super) const ALL_TABLES: [Table; TABLES] =
+    [Table::Key, Table::Meta, Table::Lease, Table::Members, Table::Auth, Table::Alarm];
 
 /// The buffer slot of a table.
 pub(super) fn slot(table: Table) -> usize {
@@ -27,6 +28,7 @@ pub(super) fn slot(table: Table) -> usize {
         Table::Lease => 2,
         Table::Members => 3,
         Table::Auth => 4,
+        Table::Alarm => 5,
     }
 }
 

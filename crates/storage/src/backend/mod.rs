@@ -47,7 +47,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
-use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 
 use buffer::{Buffer, ALL_TABLES, TABLES};
 use committer::CommitSignal;
@@ -66,6 +68,8 @@ pub enum Table {
     Members,
     /// Auth: users, roles, enabled flag, auth revision.
     Auth,
+    /// Active alarms: 8-byte member id and 4-byte alarm type -> encoded AlarmMember.
+    Alarm,
 }
 
 impl Table {
@@ -89,6 +93,7 @@ impl Table {
             Table::Lease => "lease",
             Table::Members => "members",
             Table::Auth => "auth",
+            Table::Alarm => "alarm",
         }
     }
 
@@ -167,7 +172,8 @@ pub struct Backend {
     in_use: AtomicU64,
     /// Wakes background committers (see [`Backend::spawn_committer`]).
     signal: CommitSignal,
-    db: Database,
+    /// Replaced as a whole by [`Backend::defragment`].
+    db: RwLock<Database>,
     path: PathBuf,
 }
 
@@ -264,6 +270,12 @@ impl Backend {
     pub fn open(path: &Path) -> Result<Arc<Backend>, BackendError> {
         let open_err = |reason: String| BackendError::Open { path: path.to_path_buf(), reason };
         check_header(path)?;
+        // A defragmentation interrupted before its rename leaves a partial
+        // copy; the original is intact.
+        let leftover = defrag_path(path);
+        if leftover.exists() {
+            std::fs::remove_file(&leftover).map_err(|e| open_err(format!("removing {}: {e}", leftover.display())))?;
+        }
         // Inspect an existing file read-only first: refusing it must leave it
         // untouched, and opening read-write writes redb's header. A file that
         // needs crash recovery cannot be opened read-only; it is a redb file
@@ -310,7 +322,7 @@ impl Backend {
             consistent: Mutex::new(consistent),
             in_use: AtomicU64::new(u64::MAX),
             signal: CommitSignal::default(),
-            db,
+            db: RwLock::new(db),
             path: path.to_path_buf(),
         }))
     }
@@ -469,7 +481,7 @@ impl Backend {
         };
         // No lock is held while redb writes and fsyncs: readers see the batch
         // as the committing buffer, writers stage into a fresh buffer.
-        let result = self.write_batch(&batch).and_then(|()| Snapshot::open(&self.db));
+        let result = self.write_batch(&batch).and_then(|()| Snapshot::open(&self.db.read()));
         let mut st = self.state.write();
         match result {
             Ok(snapshot) => {
@@ -495,7 +507,7 @@ impl Backend {
     }
 
     fn write_batch(&self, batch: &Buffer) -> Result<(), BackendError> {
-        let mut wtx = self.db.begin_write().map_err(db_err)?;
+        let mut wtx = self.db.read().begin_write().map_err(db_err)?;
         wtx.set_durability(Durability::Immediate).map_err(db_err)?;
         for (t, entries) in ALL_TABLES.iter().zip(batch.tables.iter()) {
             if entries.is_empty() {
@@ -558,6 +570,108 @@ impl Backend {
         self.in_use.store(bytes, Ordering::Relaxed);
         Ok(bytes.min(self.size()))
     }
+}
+
+/// Where [`Backend::defragment`] builds the new file.
+fn defrag_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".defrag");
+    PathBuf::from(name)
+}
+
+/// Records copied per write transaction while defragmenting.
+const DEFRAG_BATCH: usize = 10_000;
+
+impl Backend {
+    /// Rewrites the database into a new file that holds only the live data
+    /// and puts it in place of the old one (etcd's defragmentation): the file
+    /// shrinks to what the data needs. Writers wait until it is done; readers
+    /// go on against the current snapshot (which keeps the old file open).
+    ///
+    /// The copy is complete and fsynced before the rename, and the rename is
+    /// atomic, so a crash leaves either the old file or the new one.
+    pub fn defragment(&self) -> Result<(), BackendError> {
+        let _commit = self.commit_lock.lock();
+        let _writer = self.writer.lock();
+        // Nothing can be staged while `writer` is held. Flush what was staged
+        // before (shown to readers as the committing buffer meanwhile, as in
+        // `commit`), so the copy holds everything.
+        let batch = {
+            let mut st = self.state.write();
+            (!st.staged.is_empty()).then(|| {
+                let batch = Arc::new(std::mem::take(&mut st.staged));
+                st.committing = Some(Arc::clone(&batch));
+                batch
+            })
+        };
+        let source = match batch.as_deref().map_or(Ok(()), |b| self.write_batch(b)) {
+            Ok(()) => Snapshot::open(&self.db.read()).map(Arc::new),
+            Err(e) => Err(e),
+        };
+        let source = {
+            let mut st = self.state.write();
+            st.committing = None;
+            match source {
+                Ok(source) => {
+                    st.snapshot = Arc::clone(&source);
+                    source
+                }
+                Err(e) => {
+                    if let Some(batch) = batch {
+                        st.staged.absorb_older(Arc::try_unwrap(batch).unwrap_or_else(|b| (*b).clone()));
+                    }
+                    return Err(e);
+                }
+            }
+        };
+        let target_path = defrag_path(&self.path);
+        let target = match copy_into(&source, &target_path) {
+            Ok(db) => db,
+            Err(e) => {
+                let _ = std::fs::remove_file(&target_path);
+                return Err(e);
+            }
+        };
+        std::fs::rename(&target_path, &self.path).map_err(db_err)?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(db_err)?;
+        }
+        let snapshot = Snapshot::open(&target)?;
+        let old_db = std::mem::replace(&mut *self.db.write(), target);
+        let old_snapshot = std::mem::replace(&mut self.state.write().snapshot, Arc::new(snapshot));
+        self.in_use.store(u64::MAX, Ordering::Relaxed);
+        drop(old_snapshot);
+        drop(old_db);
+        Ok(())
+    }
+}
+
+/// Creates a redb database at `path` holding every table of `source`, durably.
+fn copy_into(source: &Snapshot, path: &Path) -> Result<Database, BackendError> {
+    let db = redb::Builder::new().create(path).map_err(db_err)?;
+    for t in ALL_TABLES {
+        let mut iter = source.table(t).iter().map_err(db_err)?.peekable();
+        // Every table exists in the copy, even an empty one.
+        let mut first = true;
+        while first || iter.peek().is_some() {
+            first = false;
+            let mut wtx = db.begin_write().map_err(db_err)?;
+            wtx.set_durability(Durability::None).map_err(db_err)?;
+            {
+                let mut tab = wtx.open_table(t.definition()).map_err(db_err)?;
+                for entry in iter.by_ref().take(DEFRAG_BATCH) {
+                    let (k, v) = entry.map_err(db_err)?;
+                    tab.insert(k.value(), v.value()).map_err(db_err)?;
+                }
+            }
+            wtx.commit().map_err(db_err)?;
+        }
+    }
+    // One durable commit makes every non-durable one before it durable.
+    let mut wtx = db.begin_write().map_err(db_err)?;
+    wtx.set_durability(Durability::Immediate).map_err(db_err)?;
+    wtx.commit().map_err(db_err)?;
+    Ok(db)
 }
 
 fn decode_consistent_index(b: &[u8]) -> Option<(u64, u64)> {
