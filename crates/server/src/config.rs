@@ -84,6 +84,11 @@ pub struct Config {
     #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: u32,
 
+    /// List of additional URLs to listen on that will respond to both the
+    /// /metrics and /health endpoints.
+    #[arg(long, env = "ETCD_LISTEN_METRICS_URLS")]
+    pub listen_metrics_urls: Option<String>,
+
     /// Raise alarms when backend size exceeds the given quota (0 defaults to
     /// low space quota; a negative value disables the quota).
     #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0, allow_negative_numbers = true)]

@@ -156,6 +156,10 @@ impl Etcd {
         cfg.validate().map_err(|e| StartError::Config(e.0))?;
         let client_addrs = parse_urls(&cfg.listen_client_urls, "listen-client-urls")?;
         let peer_addrs = parse_urls(&cfg.listen_peer_urls, "listen-peer-urls")?;
+        let metrics_addrs = match &cfg.listen_metrics_urls {
+            Some(urls) if !urls.is_empty() => parse_urls(urls, "listen-metrics-urls")?,
+            _ => Vec::new(),
+        };
 
         let (initial_members, member_id) = initial_members(&cfg)?;
         let voters: Vec<u64> = initial_members.iter().map(|m| m.id).collect();
@@ -194,6 +198,7 @@ impl Etcd {
         lessor.reload(&backend, &kv)?;
         let membership = Arc::new(Membership::load(&backend)?);
         let alarms = Arc::new(AlarmStore::load(&backend)?);
+        backend.set_commit_observer(Box::new(|d| crate::metrics::get().backend_commit.observe(d.as_secs_f64())));
         match cfg.quota_bytes() {
             None => tracing::warn!("disabled backend quota"),
             Some(q) if q > crate::config::MAX_RECOMMENDED_QUOTA_BYTES => tracing::warn!(
@@ -401,8 +406,11 @@ impl Etcd {
         server.watch.spawn_background(cfg.experimental_watch_progress_notify_interval);
         server.spawn_lease_expiry();
         for addr in client_addrs {
-            let bound = etcd.serve(addr, crate::v3rpc::routes(&server), "client").await?;
+            let bound = etcd.serve(addr, client_routes(&server), "client").await?;
             etcd.client_addrs.push(bound);
+        }
+        for addr in metrics_addrs {
+            etcd.serve(addr, crate::http::metrics_routes(&server), "metrics").await?;
         }
         tracing::info!("ready to serve client requests on {:?}", etcd.client_addrs);
         Ok(etcd)
@@ -513,6 +521,12 @@ impl Etcd {
         .await;
         tracing::info!("stopped");
     }
+}
+
+/// What the client port serves: the gRPC services, the HTTP endpoints
+/// beside them, with gRPC calls counted for `/metrics`.
+fn client_routes(server: &Arc<EtcdServer>) -> axum::Router {
+    crate::v3rpc::routes(server).merge(crate::http::routes(server)).layer(crate::metrics::GrpcMetricsLayer)
 }
 
 /// The initial members from `--initial-cluster` (URLs grouped by name, ids

@@ -143,14 +143,21 @@ impl EtcdServer {
             self.wait.cancel(id);
             return Err(EtcdError::Stopped);
         }
-        match tokio::time::timeout(self.settings.request_timeout, rx).await {
+        let metrics = crate::metrics::get();
+        metrics.proposals_pending.inc();
+        let result = match tokio::time::timeout(self.settings.request_timeout, rx).await {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(_)) => Err(EtcdError::Stopped),
             Err(_) => {
                 self.wait.cancel(id);
                 Err(EtcdError::Timeout)
             }
+        };
+        metrics.proposals_pending.dec();
+        if result.is_err() {
+            metrics.proposals_failed.inc();
         }
+        result
     }
 
     /// etcd's quota guard: a write that needs space while the backend would

@@ -366,6 +366,9 @@ impl RaftNode {
             let old_leader = self.status.leader.swap(ss.leader_id, Ordering::AcqRel);
             self.status.is_leader.store(is_leader, Ordering::Release);
             if old_leader != ss.leader_id {
+                if ss.leader_id != 0 {
+                    crate::metrics::get().leader_changes.inc();
+                }
                 tracing::info!(
                     "raft.node: {:x} elected leader {:x} at term {}",
                     self.settings.id,
@@ -391,7 +394,12 @@ impl RaftNode {
         // told they are persisted (which is what lets them commit).
         let hs = ready.hs().cloned();
         if !ready.entries().is_empty() || hs.is_some() {
+            let started = std::time::Instant::now();
             self.wal.append(hs.as_ref(), ready.entries(), ready.must_sync())?;
+            if ready.must_sync() {
+                // The write and its fsync (the fsync dominates).
+                crate::metrics::get().wal_fsync.observe(started.elapsed().as_secs_f64());
+            }
         }
         if !ready.entries().is_empty() {
             self.node.mut_store().wl().append(ready.entries())?;

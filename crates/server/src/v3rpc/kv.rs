@@ -38,6 +38,7 @@ pub fn apply_error(r: ApplyResult) -> Status {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        crate::metrics::get().range_total.inc();
         let r = req.into_inner();
         validate::check_range(&r)?;
         if !r.serializable {
@@ -50,6 +51,7 @@ impl Kv for KvService {
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        crate::metrics::get().put_total.inc();
         let r = req.into_inner();
         validate::check_put(&r)?;
         let res = self.server.propose(InternalRequest { put: Some(r), ..Default::default() }).await?;
@@ -63,6 +65,7 @@ impl Kv for KvService {
     }
 
     async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+        crate::metrics::get().delete_total.inc();
         let r = req.into_inner();
         validate::check_delete(&r)?;
         let res = self.server.propose(InternalRequest { delete_range: Some(r), ..Default::default() }).await?;
@@ -76,6 +79,7 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        crate::metrics::get().txn_total.inc();
         let r = req.into_inner();
         validate::check_txn(&r, self.server.settings.max_txn_ops)?;
         if kvops::is_txn_read_only(&r) {

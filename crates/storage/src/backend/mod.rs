@@ -102,6 +102,9 @@ impl Table {
     }
 }
 
+/// Called with the duration of each commit that wrote something.
+pub type CommitObserver = Box<dyn Fn(std::time::Duration) + Send + Sync>;
+
 /// A key and its value.
 pub type KvPair = (Vec<u8>, Vec<u8>);
 
@@ -174,6 +177,8 @@ pub struct Backend {
     signal: CommitSignal,
     /// Replaced as a whole by [`Backend::defragment`].
     db: RwLock<Database>,
+    /// Told how long each non-empty commit took (for metrics).
+    commit_observer: std::sync::OnceLock<CommitObserver>,
     path: PathBuf,
 }
 
@@ -323,8 +328,15 @@ impl Backend {
             in_use: AtomicU64::new(u64::MAX),
             signal: CommitSignal::default(),
             db: RwLock::new(db),
+            commit_observer: std::sync::OnceLock::new(),
             path: path.to_path_buf(),
         }))
+    }
+
+    /// Sets what is told the duration of every commit (once; later calls
+    /// are ignored).
+    pub fn set_commit_observer(&self, observer: CommitObserver) {
+        let _ = self.commit_observer.set(observer);
     }
 
     /// The database file's path.
@@ -481,7 +493,11 @@ impl Backend {
         };
         // No lock is held while redb writes and fsyncs: readers see the batch
         // as the committing buffer, writers stage into a fresh buffer.
+        let started = std::time::Instant::now();
         let result = self.write_batch(&batch).and_then(|()| Snapshot::open(&self.db.read()));
+        if let (Ok(_), Some(observe)) = (&result, self.commit_observer.get()) {
+            observe(started.elapsed());
+        }
         let mut st = self.state.write();
         match result {
             Ok(snapshot) => {
