@@ -479,7 +479,9 @@ impl Etcd {
         let (tx, rx) = oneshot::channel::<()>();
         let what = what.to_string();
         let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+            // The client's address is kept for the request log.
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            let serve = axum::serve(listener, service).with_graceful_shutdown(async {
                 let _ = rx.await;
             });
             if let Err(e) = serve.await {

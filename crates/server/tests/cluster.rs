@@ -660,3 +660,33 @@ async fn member_update_moves_a_member_to_new_peer_urls() {
         .into_inner();
     assert_eq!(list.members.iter().find(|m| m.id == ids[moved]).unwrap().peer_ur_ls, vec![new_url]);
 }
+
+/// A client that requires a leader (metadata `hasleader: true`, as
+/// clientv3's WithRequireLeader) gets etcd's "no leader" error at once on a
+/// member that lost quorum; serializable reads without it still answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn require_leader_fails_fast_without_quorum() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(retcd(), 3, &[]);
+    cluster.members[1].kill9();
+    cluster.members[2].kill9();
+    let url = cluster.members[0].url();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = MaintenanceClient::connect(url.clone()).await.unwrap().status(StatusRequest {}).await.unwrap();
+        if status.into_inner().leader == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the minority member still has a leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut req = tonic::Request::new(PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ..Default::default() });
+    req.metadata_mut().insert("hasleader", "true".parse().unwrap());
+    // (Without the requirement the put would wait and time out instead.)
+    let err = kv_with_timeout(&url, Duration::from_secs(30)).await.put(req).await.unwrap_err();
+    assert_eq!(err.message(), "etcdserver: no leader");
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    let mut read = tonic::Request::new(RangeRequest { key: b"k".to_vec(), serializable: true, ..Default::default() });
+    read.metadata_mut().insert("hasleader", "false".parse().unwrap());
+    kv(&url).await.range(read).await.unwrap();
+}

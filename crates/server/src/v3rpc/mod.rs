@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod cluster;
+pub mod interceptors;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
@@ -58,4 +59,5 @@ pub fn routes(server: &Arc<EtcdServer>) -> axum::Router {
         .add_service(maintenance)
         .add_service(auth)
         .into_axum_router()
+        .layer(interceptors::InterceptLayer { raft: server.raft.clone() })
 }
