@@ -71,6 +71,23 @@ pub struct Applier {
     pub compactor: Sender<(Compaction, oneshot::Sender<()>)>,
 }
 
+/// Debug builds only (the test profile): while the file named by
+/// `RETCD_TEST_PAUSE_APPLY` exists, applying waits (at most a minute), so a
+/// test can make committed run ahead of applied. Release builds ignore it.
+fn pause_for_tests() {
+    #[cfg(debug_assertions)]
+    {
+        static PAUSE_FILE: std::sync::LazyLock<Option<std::path::PathBuf>> =
+            std::sync::LazyLock::new(|| std::env::var_os("RETCD_TEST_PAUSE_APPLY").map(Into::into));
+        if let Some(path) = PAUSE_FILE.as_ref() {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while path.exists() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+}
+
 /// Whether a request needs space (refused while NOSPACE is raised) or
 /// frees it.
 fn write_kind(req: &InternalRequest) -> WriteKind {
@@ -101,6 +118,7 @@ impl Applier {
     }
 
     fn apply_entries(&mut self, entries: Vec<Entry>) {
+        pause_for_tests();
         let (consistent, _) = self.backend.consistent_index();
         let Some(last) = entries.last() else { return };
         let (last_index, last_term) = (last.index, last.term);
