@@ -8,6 +8,7 @@
 
 pub mod alarm;
 pub mod apply;
+pub mod backup;
 pub mod config;
 pub mod etcd;
 pub mod http;

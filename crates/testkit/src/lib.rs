@@ -314,6 +314,14 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `size` members and waits until each accepts client connections.
     pub fn start(binary: &Path, size: usize, extra_args: &[&str]) -> Cluster {
+        let mut c = Cluster::new(binary, size, extra_args);
+        c.start_all();
+        c
+    }
+
+    /// A cluster of `size` members with ports and data dir paths chosen but
+    /// nothing started (a test may prepare the data dirs first).
+    pub fn new(binary: &Path, size: usize, extra_args: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new().prefix("retcd-cluster").tempdir().unwrap();
         let members = (1..=size)
             .map(|i| Member {
@@ -325,20 +333,23 @@ impl Cluster {
                 child: None,
             })
             .collect();
-        let mut c = Cluster {
+        Cluster {
             members,
             binary: binary.to_path_buf(),
             token: "retcd-test-cluster".into(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             dir,
-        };
-        for i in 0..size {
-            c.spawn(i);
         }
-        for i in 0..size {
-            c.wait_ready(i, Duration::from_secs(60));
+    }
+
+    /// Starts every member and waits until each accepts client connections.
+    pub fn start_all(&mut self) {
+        for i in 0..self.members.len() {
+            self.spawn(i);
         }
-        c
+        for i in 0..self.members.len() {
+            self.wait_ready(i, Duration::from_secs(60));
+        }
     }
 
     pub fn initial_cluster(&self) -> String {

@@ -662,6 +662,17 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Writes a consistent copy of the database (everything committed so
+    /// far, staged writes committed first) to a new file at `path`, compact
+    /// and fsynced. Writers and readers go on meanwhile.
+    pub fn copy_to(&self, path: &Path) -> Result<(), BackendError> {
+        self.commit()?;
+        let source = Arc::clone(&self.state.read().snapshot);
+        copy_into(&source, path).map(drop)
+    }
+}
+
 /// Creates a redb database at `path` holding every table of `source`, durably.
 fn copy_into(source: &Snapshot, path: &Path) -> Result<Database, BackendError> {
     let db = redb::Builder::new().create(path).map_err(db_err)?;
