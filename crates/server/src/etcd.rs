@@ -156,6 +156,8 @@ impl Etcd {
         cfg.validate().map_err(|e| StartError::Config(e.0))?;
         let client_addrs = parse_urls(&cfg.listen_client_urls, "listen-client-urls")?;
         let peer_addrs = parse_urls(&cfg.listen_peer_urls, "listen-peer-urls")?;
+        let auto_compaction = crate::compactor::parse(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)
+            .map_err(|e| StartError::Config(e.0))?;
         let metrics_addrs = match &cfg.listen_metrics_urls {
             Some(urls) if !urls.is_empty() => parse_urls(urls, "listen-metrics-urls")?,
             _ => Vec::new(),
@@ -405,6 +407,9 @@ impl Etcd {
         etcd.publish().await;
         server.watch.spawn_background(cfg.experimental_watch_progress_notify_interval);
         server.spawn_lease_expiry();
+        if let Some(mode) = auto_compaction {
+            crate::compactor::spawn(&server, mode);
+        }
         for addr in client_addrs {
             let bound = etcd.serve(addr, client_routes(&server), "client").await?;
             etcd.client_addrs.push(bound);

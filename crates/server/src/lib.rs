@@ -9,6 +9,7 @@
 pub mod alarm;
 pub mod apply;
 pub mod backup;
+pub mod compactor;
 pub mod config;
 pub mod etcd;
 pub mod http;
