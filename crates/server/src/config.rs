@@ -93,6 +93,14 @@ pub struct Config {
     #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
     pub auto_compaction_retention: String,
 
+    /// Enable to check data corruption before serving any client/peer traffic.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub experimental_initial_corrupt_check: bool,
+
+    /// Duration of time between cluster corruption check passes (0 disables).
+    #[arg(long, env = "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME", default_value = "0s", value_parser = parse_duration)]
+    pub experimental_corrupt_check_time: Duration,
+
     /// List of additional URLs to listen on that will respond to both the
     /// /metrics and /health endpoints.
     #[arg(long, env = "ETCD_LISTEN_METRICS_URLS")]

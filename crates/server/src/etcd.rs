@@ -400,13 +400,21 @@ impl Etcd {
                 raft_tx: server.raft_tx.clone(),
                 lessor: server.lessor.clone(),
                 raft: server.raft.clone(),
+                kv: server.kv.clone(),
+                member_id,
             };
             etcd.serve(addr, crate::peer::routes(service), "peer").await?;
         }
         etcd.wait_ready(&rejected).await?;
+        if cfg.experimental_initial_corrupt_check {
+            crate::corrupt::initial_check(&server).await.map_err(StartError::Config)?;
+        }
         etcd.publish().await;
         server.watch.spawn_background(cfg.experimental_watch_progress_notify_interval);
         server.spawn_lease_expiry();
+        if !cfg.experimental_corrupt_check_time.is_zero() {
+            crate::corrupt::spawn_periodic(&server, cfg.experimental_corrupt_check_time);
+        }
         if let Some(mode) = auto_compaction {
             crate::compactor::spawn(&server, mode);
         }

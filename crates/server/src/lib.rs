@@ -11,6 +11,7 @@ pub mod apply;
 pub mod backup;
 pub mod compactor;
 pub mod config;
+pub mod corrupt;
 pub mod etcd;
 pub mod http;
 pub mod ids;

@@ -10,7 +10,8 @@ use prost011::Message as _;
 use raft::eraftpb::Message;
 use retcd_api::errors::EtcdError;
 use retcd_api::etcdserverpb::{
-    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    HashKvRequest, HashKvResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse, ResponseHeader,
 };
 use retcd_api::retcdpb::peer_server::{Peer, PeerServer};
 use retcd_api::retcdpb::{
@@ -18,6 +19,8 @@ use retcd_api::retcdpb::{
     SnapshotData,
 };
 use tonic::{Request, Response, Status, Streaming};
+
+use retcd_storage::mvcc::KvStore;
 
 use crate::lease::Lessor;
 use crate::membership::Membership;
@@ -30,6 +33,8 @@ pub struct PeerService {
     pub raft_tx: Sender<RaftInput>,
     pub lessor: Arc<Lessor>,
     pub raft: Arc<RaftStatus>,
+    pub kv: Arc<KvStore>,
+    pub member_id: u64,
 }
 
 #[tonic::async_trait]
@@ -98,6 +103,22 @@ impl Peer for PeerService {
             return Err(EtcdError::NotLeader.into());
         }
         Ok(Response::new(LearnerSyncResponse { in_sync: self.raft.learner_in_sync(req.into_inner().id) }))
+    }
+
+    async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        let rev = req.into_inner().revision;
+        let kv = self.kv.clone();
+        let h = tokio::task::spawn_blocking(move || kv.hash_kv(rev))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(crate::apply::kv::mvcc_error)?;
+        let header = ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.member_id,
+            revision: h.revision,
+            raft_term: self.raft.term(),
+        };
+        Ok(Response::new(HashKvResponse { header: Some(header), hash: h.hash, compact_revision: h.compact_revision }))
     }
 
     async fn lease_keep_alive(
