@@ -93,6 +93,38 @@ pub struct Config {
     #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
     pub auto_compaction_retention: String,
 
+    /// Path to the client server TLS cert file.
+    #[arg(long, env = "ETCD_CERT_FILE")]
+    pub cert_file: Option<PathBuf>,
+
+    /// Path to the client server TLS key file.
+    #[arg(long, env = "ETCD_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+
+    /// Enable client cert authentication.
+    #[arg(long, env = "ETCD_CLIENT_CERT_AUTH", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub client_cert_auth: bool,
+
+    /// Path to the client certificate revocation list file.
+    #[arg(long, env = "ETCD_CLIENT_CRL_FILE")]
+    pub client_crl_file: Option<PathBuf>,
+
+    /// Path to the client server TLS trusted CA cert file.
+    #[arg(long, env = "ETCD_TRUSTED_CA_FILE")]
+    pub trusted_ca_file: Option<PathBuf>,
+
+    /// Client TLS using generated certificates.
+    #[arg(long, env = "ETCD_AUTO_TLS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub auto_tls: bool,
+
+    /// Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go).
+    #[arg(long, env = "ETCD_CIPHER_SUITES", default_value = "")]
+    pub cipher_suites: String,
+
+    /// Minimum TLS version supported by etcd (TLS1.2 or TLS1.3).
+    #[arg(long, env = "ETCD_TLS_MIN_VERSION")]
+    pub tls_min_version: Option<String>,
+
     /// Enable to check data corruption before serving any client/peer traffic.
     #[arg(long, env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub experimental_initial_corrupt_check: bool,
@@ -152,6 +184,26 @@ impl Config {
             0 => Some(DEFAULT_QUOTA_BYTES),
             n if n < 0 => None,
             n => Some(n as u64),
+        }
+    }
+
+    /// The client side's TLS settings.
+    pub fn client_tls(&self) -> crate::tls::TlsInfo {
+        crate::tls::TlsInfo {
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            trusted_ca_file: self.trusted_ca_file.clone(),
+            client_cert_auth: self.client_cert_auth,
+            crl_file: self.client_crl_file.clone(),
+            auto_tls: self.auto_tls,
+            cipher_suites: self
+                .cipher_suites
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            min_version: self.tls_min_version.clone(),
         }
     }
 

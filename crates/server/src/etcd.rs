@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use axum::serve::ListenerExt;
 use retcd_api::etcdserverpb::Member;
 use retcd_api::retcdpb::{InternalRequest, MemberAttributes, WalMetadata};
 use retcd_storage::backend::Backend;
@@ -120,17 +119,24 @@ pub struct Etcd {
     serve_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Parses `http://host:port` (etcd's URL lists are comma separated).
-pub fn parse_urls(list: &str, flag: &str) -> Result<Vec<SocketAddr>, StartError> {
+/// A URL to listen on: its address and whether it is `https`.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenUrl {
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+/// Parses `http(s)://host:port` (etcd's URL lists are comma separated).
+pub fn parse_urls(list: &str, flag: &str) -> Result<Vec<ListenUrl>, StartError> {
     let mut out = Vec::new();
     for url in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let bad = |reason: &str| StartError::Config(format!("--{flag}: {url:?}: {reason}"));
-        let rest = if let Some(r) = url.strip_prefix("http://") {
-            r
-        } else if url.starts_with("https://") {
-            return Err(bad("TLS (https) is not supported yet"));
+        let (rest, tls) = if let Some(r) = url.strip_prefix("http://") {
+            (r, false)
+        } else if let Some(r) = url.strip_prefix("https://") {
+            (r, true)
         } else {
-            return Err(bad("URL scheme must be http"));
+            return Err(bad("URL scheme must be http or https"));
         };
         let hostport = rest.trim_end_matches('/');
         let (host, port) = hostport.rsplit_once(':').ok_or_else(|| bad("missing port"))?;
@@ -142,7 +148,7 @@ pub fn parse_urls(list: &str, flag: &str) -> Result<Vec<SocketAddr>, StartError>
         } else {
             host.parse().map_err(|_| bad("host must be an IP address or localhost"))?
         };
-        out.push(SocketAddr::new(ip, port));
+        out.push(ListenUrl { addr: SocketAddr::new(ip, port), tls });
     }
     Ok(out)
 }
@@ -156,6 +162,13 @@ impl Etcd {
         cfg.validate().map_err(|e| StartError::Config(e.0))?;
         let client_addrs = parse_urls(&cfg.listen_client_urls, "listen-client-urls")?;
         let peer_addrs = parse_urls(&cfg.listen_peer_urls, "listen-peer-urls")?;
+        if let Some(u) = peer_addrs.iter().find(|u| u.tls) {
+            return Err(StartError::Config(format!(
+                "--listen-peer-urls: https://{}: peer TLS is not supported yet",
+                u.addr
+            )));
+        }
+        let client_tls = client_tls_config(&cfg, &client_addrs)?;
         let auto_compaction = crate::compactor::parse(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)
             .map_err(|e| StartError::Config(e.0))?;
         let metrics_addrs = match &cfg.listen_metrics_urls {
@@ -393,7 +406,7 @@ impl Etcd {
             shutdown_tx: Vec::new(),
             serve_tasks: Vec::new(),
         };
-        for addr in peer_addrs {
+        for url in peer_addrs {
             let service = PeerService {
                 cluster_id,
                 membership: server.membership.clone(),
@@ -403,7 +416,7 @@ impl Etcd {
                 kv: server.kv.clone(),
                 member_id,
             };
-            etcd.serve(addr, crate::peer::routes(service), "peer").await?;
+            etcd.serve(url.addr, None, crate::peer::routes(service), "peer").await?;
         }
         etcd.wait_ready(&rejected).await?;
         if cfg.experimental_initial_corrupt_check {
@@ -418,12 +431,14 @@ impl Etcd {
         if let Some(mode) = auto_compaction {
             crate::compactor::spawn(&server, mode);
         }
-        for addr in client_addrs {
-            let bound = etcd.serve(addr, client_routes(&server), "client").await?;
+        for url in client_addrs {
+            let tls = if url.tls { client_tls.clone() } else { None };
+            let bound = etcd.serve(url.addr, tls, client_routes(&server), "client").await?;
             etcd.client_addrs.push(bound);
         }
-        for addr in metrics_addrs {
-            etcd.serve(addr, crate::http::metrics_routes(&server), "metrics").await?;
+        for url in metrics_addrs {
+            let tls = if url.tls { client_tls.clone() } else { None };
+            etcd.serve(url.addr, tls, crate::http::metrics_routes(&server), "metrics").await?;
         }
         tracing::info!("ready to serve client requests on {:?}", etcd.client_addrs);
         Ok(etcd)
@@ -477,30 +492,47 @@ impl Etcd {
         }
     }
 
-    /// Serves `router` on `addr` until stopped; returns the bound address.
-    async fn serve(&mut self, addr: SocketAddr, router: axum::Router, what: &str) -> Result<SocketAddr, StartError> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| StartError::Listen { url: format!("http://{addr}"), reason: e.to_string() })?;
-        let bound =
-            listener.local_addr().map_err(|e| StartError::Listen { url: addr.to_string(), reason: e.to_string() })?;
-        // Small gRPC frames must not wait for Nagle's algorithm: with
-        // delayed ACKs that costs ~40 ms per request.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+    /// Serves `router` on `addr` (over TLS with `tls`) until stopped;
+    /// returns the bound address.
+    async fn serve(
+        &mut self,
+        addr: SocketAddr,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        router: axum::Router,
+        what: &str,
+    ) -> Result<SocketAddr, StartError> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let listen_err =
+            |e: std::io::Error| StartError::Listen { url: format!("{scheme}://{addr}"), reason: e.to_string() };
+        let listener = TcpListener::bind(addr).await.map_err(listen_err)?;
+        let bound = listener.local_addr().map_err(listen_err)?;
         let (tx, rx) = oneshot::channel::<()>();
         let what = what.to_string();
-        let task = tokio::spawn(async move {
-            // The client's address is kept for the request log.
-            let service = router.into_make_service_with_connect_info::<SocketAddr>();
-            let serve = axum::serve(listener, service).with_graceful_shutdown(async {
-                let _ = rx.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!("{what} listener {bound} failed: {e}");
+        // The client's address is kept for the request log.
+        let service = router.into_make_service_with_connect_info::<crate::listener::ClientAddr>();
+        let shutdown = async {
+            let _ = rx.await;
+        };
+        let task = match tls {
+            Some(config) => {
+                let listener = crate::tls::TlsListener::new(listener, config).map_err(listen_err)?;
+                let serve = axum::serve(listener, service).with_graceful_shutdown(shutdown);
+                tokio::spawn(async move {
+                    if let Err(e) = serve.await {
+                        tracing::error!("{what} listener {bound} failed: {e}");
+                    }
+                })
             }
-        });
+            None => {
+                let listener = crate::listener::PlainListener(listener);
+                let serve = axum::serve(listener, service).with_graceful_shutdown(shutdown);
+                tokio::spawn(async move {
+                    if let Err(e) = serve.await {
+                        tracing::error!("{what} listener {bound} failed: {e}");
+                    }
+                })
+            }
+        };
         self.shutdown_tx.push(tx);
         self.serve_tasks.push(task);
         Ok(bound)
@@ -536,6 +568,29 @@ impl Etcd {
         .await;
         tracing::info!("stopped");
     }
+}
+
+/// The TLS configuration of the https client URLs (None without any). As
+/// etcd, an https URL needs a certificate (or `--auto-tls`), and
+/// certificates given for http-only URLs are ignored with a warning.
+fn client_tls_config(cfg: &Config, urls: &[ListenUrl]) -> Result<Option<Arc<rustls::ServerConfig>>, StartError> {
+    let info = cfg.client_tls();
+    let Some(https) = urls.iter().find(|u| u.tls) else {
+        if info.has_cert() {
+            tracing::warn!("scheme is HTTP while key and cert files are present; ignoring key and cert files");
+        }
+        return Ok(None);
+    };
+    if !info.has_cert() {
+        return Err(StartError::Config(format!(
+            "TLS key/cert (--cert-file, --key-file) must be provided for client url https://{} with HTTPS scheme",
+            https.addr
+        )));
+    }
+    let mut hosts: Vec<String> = urls.iter().map(|u| u.addr.ip().to_string()).collect();
+    hosts.push("localhost".into());
+    let auto_dir = cfg.data_dir().join("fixtures").join("client");
+    crate::tls::server_config(&info, &auto_dir, &hosts).map(Some).map_err(StartError::Config)
 }
 
 /// What the client port serves: the gRPC services, the HTTP endpoints

@@ -5,7 +5,6 @@
 //! warning naming the method, the duration and the client address for
 //! calls slower than [`SLOW_REQUEST`].
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -13,6 +12,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ConnectInfo;
 use retcd_api::errors::EtcdError;
 
+use crate::listener::ClientAddr;
 use crate::raft::RaftStatus;
 
 /// etcd's default `--experimental-warning-apply-duration`.
@@ -75,7 +75,7 @@ where
             return Box::pin(async move { Ok(status.into_http()) });
         }
         let path = req.uri().path().to_string();
-        let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        let peer = req.extensions().get::<ConnectInfo<ClientAddr>>().map(|c| c.0 .0);
         let started = Instant::now();
         let fut = self.inner.call(req);
         Box::pin(async move {

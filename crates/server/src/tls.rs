@@ -1,0 +1,213 @@
+//! TLS on the client listeners (`https://` client URLs), with rustls:
+//! `--cert-file`/`--key-file`, `--trusted-ca-file` with `--client-cert-auth`
+//! (mutual TLS), `--client-crl-file`, `--auto-tls` (a self-signed
+//! certificate made at start), `--cipher-suites` and `--tls-min-version`.
+//!
+//! Handshakes run in their own tasks, so a client that stalls its handshake
+//! never holds up the accept loop; finished connections are handed to the
+//! HTTP server through [`TlsListener`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// A handshake that takes longer is abandoned.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The TLS settings of one side (client or peer), as given by the flags.
+#[derive(Debug, Clone, Default)]
+pub struct TlsInfo {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub trusted_ca_file: Option<PathBuf>,
+    pub client_cert_auth: bool,
+    pub crl_file: Option<PathBuf>,
+    pub auto_tls: bool,
+    pub cipher_suites: Vec<String>,
+    pub min_version: Option<String>,
+}
+
+impl TlsInfo {
+    pub fn has_cert(&self) -> bool {
+        (self.cert_file.is_some() && self.key_file.is_some()) || self.auto_tls
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = read(path)?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate found", path.display()));
+    }
+    Ok(certs)
+}
+
+fn key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(&read(path)?).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// etcd's (Go's) names of the suites rustls implements.
+fn cipher_suite(name: &str) -> Option<SupportedCipherSuite> {
+    use rustls::crypto::ring::cipher_suite as cs;
+    Some(match name {
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" => cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384" => cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305" | "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256" => {
+            cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+        }
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" => cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384" => cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305" | "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256" => {
+            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+        }
+        "TLS_AES_128_GCM_SHA256" => cs::TLS13_AES_128_GCM_SHA256,
+        "TLS_AES_256_GCM_SHA384" => cs::TLS13_AES_256_GCM_SHA384,
+        "TLS_CHACHA20_POLY1305_SHA256" => cs::TLS13_CHACHA20_POLY1305_SHA256,
+        _ => return None,
+    })
+}
+
+/// A self-signed certificate for `hosts`, written (as etcd does) to
+/// `dir/cert.pem` and `dir/key.pem`; reused if already there.
+fn auto_cert(dir: &Path, hosts: &[String]) -> Result<(PathBuf, PathBuf), String> {
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    if cert_path.exists() && key_path.exists() {
+        return Ok((cert_path, key_path));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let cert =
+        rcgen::generate_simple_self_signed(hosts.to_vec()).map_err(|e| format!("generating a certificate: {e}"))?;
+    std::fs::write(&cert_path, cert.cert.pem()).map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).map_err(|e| format!("{}: {e}", key_path.display()))?;
+    Ok((cert_path, key_path))
+}
+
+/// Builds the server configuration; `auto_dir` is where `--auto-tls` keeps
+/// its certificate, `hosts` the names it is for.
+pub fn server_config(info: &TlsInfo, auto_dir: &Path, hosts: &[String]) -> Result<Arc<ServerConfig>, String> {
+    let (cert_file, key_file) = match (&info.cert_file, &info.key_file) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ if info.auto_tls => auto_cert(auto_dir, hosts)?,
+        _ => return Err("TLS key/cert (--cert-file, --key-file) must be provided".into()),
+    };
+    let provider = {
+        let mut p = rustls::crypto::ring::default_provider();
+        if !info.cipher_suites.is_empty() {
+            let mut suites = Vec::new();
+            for name in &info.cipher_suites {
+                suites.push(cipher_suite(name).ok_or_else(|| format!("unexpected TLS cipher suite {name:?}"))?);
+            }
+            p.cipher_suites = suites;
+        }
+        Arc::new(p)
+    };
+    let versions: &[&rustls::SupportedProtocolVersion] = match info.min_version.as_deref() {
+        None | Some("") | Some("TLS1.2") => rustls::ALL_VERSIONS,
+        Some("TLS1.3") => &[&rustls::version::TLS13],
+        Some(v @ ("TLS1.0" | "TLS1.1")) => return Err(format!("TLS version {v} is not supported (minimum TLS1.2)")),
+        Some(v) => return Err(format!("unknown TLS version {v:?}")),
+    };
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .map_err(|e| format!("TLS configuration: {e}"))?;
+    let builder = if info.client_cert_auth {
+        let ca = info.trusted_ca_file.as_ref().ok_or("--client-cert-auth needs --trusted-ca-file")?;
+        let mut roots = RootCertStore::empty();
+        for c in certs(ca)? {
+            roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
+        }
+        let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+        if let Some(crl) = &info.crl_file {
+            let crls = CertificateRevocationListDer::pem_slice_iter(&read(crl)?)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{}: {e}", crl.display()))?;
+            verifier = verifier.with_crls(crls);
+        }
+        builder.with_client_cert_verifier(verifier.build().map_err(|e| format!("client certificate verifier: {e}"))?)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let mut config = builder
+        .with_single_cert(certs(&cert_file)?, key(&key_file)?)
+        .map_err(|e| format!("{}: {e}", cert_file.display()))?;
+    // gRPC needs HTTP/2; HTTP/1.1 stays for /health, /metrics and the gateway.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Connections that finished their TLS handshake, for `axum::serve`.
+pub struct TlsListener {
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    /// Accepts on `tcp` and runs each handshake in its own task until the
+    /// listener is dropped.
+    pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<TlsListener> {
+        let local = tcp.local_addr()?;
+        let (tx, ready) = mpsc::channel(64);
+        let acceptor = TlsAcceptor::from(config);
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    r = tcp.accept() => r,
+                    _ = tx.closed() => return,
+                };
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::warn!("rejected connection from {peer}: TLS handshake: {e}"),
+                        Err(_) => tracing::warn!("rejected connection from {peer}: TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { ready, local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(conn) => conn,
+            // The accept task only ends when this listener is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
