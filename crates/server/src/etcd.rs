@@ -272,7 +272,9 @@ impl Etcd {
             // (raft restarts at the applied index): take raft's configuration
             // from the backend, where it was kept with the applied index.
             if consistent_index >= boot.snapshot_index {
-                if let Some(bytes) = backend.get(retcd_storage::backend::Table::Meta, crate::apply::CONF_STATE_KEY)? {
+                if let Some(bytes) =
+                    backend.get(retcd_storage::backend::Table::Meta, retcd_storage::backend::CONF_STATE_KEY)?
+                {
                     let cs =
                         <::raft::eraftpb::ConfState as prost011::Message>::decode(bytes.as_slice()).map_err(|e| {
                             StartError::DataDir {

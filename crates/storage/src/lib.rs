@@ -5,6 +5,7 @@
 //! - [`snap`]: raft snapshot files (metadata only; the data lives in the backend).
 //! - [`backend`]: the redb database with a write buffer that is committed in
 //!   batches, off the acknowledgement path.
+//! - [`backup`]: restoring a backup file into a new member's backend.
 //! - [`mvcc`]: revisions, the in-memory tree index of key generations, and the
 //!   multi-version key-value store built on the backend.
 //!
@@ -12,6 +13,7 @@
 //! drives these pieces.
 
 pub mod backend;
+pub mod backup;
 pub mod mvcc;
 pub mod snap;
 pub mod wal;

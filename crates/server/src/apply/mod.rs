@@ -21,7 +21,7 @@ use retcd_api::etcdserverpb::{
     LeaseGrantResponse, LeaseRevokeResponse, Member, PutResponse, TxnRequest, TxnResponse,
 };
 use retcd_api::retcdpb::{InternalRequest, LeaseRecord, SnapshotData};
-use retcd_storage::backend::{Backend, BatchTx, Table};
+use retcd_storage::backend::{Backend, BatchTx, Table, CONF_STATE_KEY};
 use retcd_storage::mvcc::{Compaction, KvStore};
 use tokio::sync::oneshot;
 
@@ -98,9 +98,6 @@ fn write_kind(req: &InternalRequest) -> WriteKind {
         WriteKind::Shrinks
     }
 }
-
-/// Where the raft configuration as of the consistent index is kept.
-pub const CONF_STATE_KEY: &[u8] = b"conf_state";
 
 pub fn lease_key(id: i64) -> [u8; 8] {
     id.to_be_bytes()

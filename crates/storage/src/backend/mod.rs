@@ -123,6 +123,9 @@ fn db_err(e: impl std::fmt::Display) -> BackendError {
 
 /// Meta key of the consistent index: 16 bytes, big-endian index then term.
 pub const CONSISTENT_INDEX_KEY: &[u8] = b"consistent_index";
+/// Meta key of the raft configuration as of the consistent index (an
+/// encoded raft `ConfState`), so a restart knows it without the log.
+pub const CONF_STATE_KEY: &[u8] = b"conf_state";
 /// Meta key of the on-disk format version (ASCII decimal).
 pub const FORMAT_KEY: &[u8] = b"retcd_format";
 /// The format version this build writes and the highest it reads.
