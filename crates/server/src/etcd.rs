@@ -595,10 +595,10 @@ fn client_tls_config(cfg: &Config, urls: &[ListenUrl]) -> Result<Option<Arc<rust
     crate::tls::server_config(&info, &auto_dir, &hosts).map(Some).map_err(StartError::Config)
 }
 
-/// What the client port serves: the gRPC services, the HTTP endpoints
-/// beside them, with gRPC calls counted for `/metrics`.
+/// What the client port serves: the gRPC services and the HTTP endpoints
+/// beside them.
 fn client_routes(server: &Arc<EtcdServer>) -> axum::Router {
-    crate::v3rpc::routes(server).merge(crate::http::routes(server)).layer(crate::metrics::GrpcMetricsLayer)
+    crate::v3rpc::routes(server).merge(crate::http::routes(server))
 }
 
 /// The initial members from `--initial-cluster` (URLs grouped by name, ids

@@ -2,7 +2,7 @@
 //!
 //! Events are counted where they happen (leader changes and WAL fsyncs on the
 //! raft thread, backend commits in the committer, proposals in the server,
-//! gRPC calls in [`GrpcMetricsLayer`]); state that already lives elsewhere
+//! gRPC calls by the interceptors with [`GrpcCall`]); state that already lives elsewhere
 //! (leader, indexes, sizes, revision) is read at scrape time rather than
 //! mirrored. One registry per process, as etcd's default registry: a process
 //! runs one member.
@@ -245,60 +245,31 @@ fn code_name(code: &str) -> &'static str {
     }
 }
 
-/// Counts gRPC calls started and handled (by status code), as grpc-go's
-/// Prometheus interceptors that etcd installs. The code is read from the
-/// response headers (calls that fail at once) or from the trailers.
-#[derive(Clone)]
-pub struct GrpcMetricsLayer;
-
-impl<S> tower::Layer<S> for GrpcMetricsLayer {
-    type Service = GrpcMetrics<S>;
-    fn layer(&self, inner: S) -> GrpcMetrics<S> {
-        GrpcMetrics { inner }
-    }
-}
-
-#[derive(Clone)]
-pub struct GrpcMetrics<S> {
-    inner: S,
-}
-
 type Labels = [String; 3];
 
-impl<S> tower::Service<axum::extract::Request> for GrpcMetrics<S>
-where
-    S: tower::Service<axum::extract::Request, Response = axum::response::Response> + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = axum::response::Response;
-    type Error = S::Error;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, S::Error>> + Send>>;
+/// One gRPC call, counted as grpc-go's Prometheus interceptors (which etcd
+/// installs) count: started when it arrives, handled with its status code,
+/// read from the response headers (calls that fail at once) or from the
+/// trailers at the end of the response body.
+pub struct GrpcCall {
+    labels: Labels,
+}
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
+impl GrpcCall {
+    /// Counts the start of a call to `path` (None if it is not a method path).
+    pub fn start(path: &str) -> Option<GrpcCall> {
+        let (kind, service, method) = grpc_labels(path)?;
+        get().grpc_started.with_label_values(&[kind, service, method]).inc();
+        Some(GrpcCall { labels: [kind.to_string(), service.to_string(), method.to_string()] })
     }
 
-    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
-        let is_grpc = req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        let labels: Option<Labels> = is_grpc
-            .then(|| grpc_labels(req.uri().path()).map(|(t, s, m)| [t.to_string(), s.to_string(), m.to_string()]))
-            .flatten();
-        if let Some(l) = &labels {
-            get().grpc_started.with_label_values(&[&l[0], &l[1], &l[2]]).inc();
+    /// Counts the call as handled once its status is known.
+    pub fn finish(self, resp: axum::response::Response) -> axum::response::Response {
+        if let Some(code) = resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()) {
+            handled(&self.labels, code);
+            return resp;
         }
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let resp = fut.await?;
-            let Some(labels) = labels else { return Ok(resp) };
-            if let Some(code) = resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()) {
-                handled(&labels, code);
-                return Ok(resp);
-            }
-            Ok(resp.map(|body| axum::body::Body::new(TrailerWatch { inner: body, labels: Some(labels) })))
-        })
+        resp.map(|body| axum::body::Body::new(TrailerWatch { inner: body, labels: Some(self.labels) }))
     }
 }
 

@@ -10,13 +10,14 @@ use retcd_api::etcdserverpb::kv_client::KvClient;
 use retcd_api::etcdserverpb::{PutRequest, RangeRequest};
 use retcd_testkit::{Kind, Server};
 
-fn snap_files(server: &Server) -> Vec<String> {
-    let dir = server.data_dir().join("member").join("snap");
+/// Names of the files ending in `ext` in the member's `subdir`, sorted.
+fn files(server: &Server, subdir: &str, ext: &str) -> Vec<String> {
+    let dir = server.data_dir().join("member").join(subdir);
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".snap"))
+        .filter(|n| n.ends_with(ext))
         .collect();
     names.sort();
     names
@@ -38,7 +39,7 @@ async fn snapshots_are_taken_purged_and_restored() {
     // Snapshots are recorded by the raft thread shortly after the apply.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let names = loop {
-        let names = snap_files(&server);
+        let names = files(&server, "snap", ".snap");
         if names.len() == 2 && names.last().is_some_and(|n| n.as_str() >= "0000000000000002-00000000000000b4") {
             break names;
         }
@@ -63,18 +64,6 @@ async fn snapshots_are_taken_purged_and_restored() {
     assert_eq!(all.header.unwrap().revision, 201);
 }
 
-fn wal_files(server: &Server) -> Vec<String> {
-    let dir = server.data_dir().join("member").join("wal");
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".wal"))
-        .collect();
-    names.sort();
-    names
-}
-
 /// `--max-wals`: WAL segments wholly before the last snapshot are removed
 /// down to the limit (the 64 MiB segments are filled with 1 MiB values), and
 /// the member restarts from what is left with every key.
@@ -96,7 +85,7 @@ async fn old_wal_segments_are_purged_to_max_wals() {
     // the raft thread records shortly after the apply.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let names = loop {
-        let names = wal_files(&server);
+        let names = files(&server, "wal", ".wal");
         if !names.iter().any(|n| n.starts_with("0000000000000000-")) && names.len() <= 2 {
             break names;
         }

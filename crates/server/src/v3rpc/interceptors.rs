@@ -1,9 +1,9 @@
 //! What every gRPC call passes through before its service, as etcd's
 //! interceptors: the `hasleader` requirement (a client that sets the
 //! metadata `hasleader: true` gets `etcdserver: no leader` at once rather
-//! than waiting for an election), request logging at debug level, and a
-//! warning naming the method, the duration and the client address for
-//! calls slower than [`SLOW_REQUEST`].
+//! than waiting for an election), the call counters of `/metrics`, request
+//! logging at debug level, and a warning naming the method, the duration and
+//! the client address for calls slower than [`SLOW_REQUEST`].
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -75,11 +75,15 @@ where
             return Box::pin(async move { Ok(status.into_http()) });
         }
         let path = req.uri().path().to_string();
+        let call = crate::metrics::GrpcCall::start(&path);
         let peer = req.extensions().get::<ConnectInfo<ClientAddr>>().map(|c| c.0 .0);
         let started = Instant::now();
         let fut = self.inner.call(req);
         Box::pin(async move {
-            let resp = fut.await;
+            let resp = fut.await.map(|r| match call {
+                Some(call) => call.finish(r),
+                None => r,
+            });
             let took = started.elapsed();
             let peer = peer.map(|p| p.to_string()).unwrap_or_else(|| "unknown".into());
             if took > SLOW_REQUEST && !is_stream(&path) {
