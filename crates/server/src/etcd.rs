@@ -192,6 +192,8 @@ impl Etcd {
         install_received_snapshot(&dirs, &backend, &kv)?;
         lessor.reload(&backend, &kv)?;
         let membership = Arc::new(Membership::load(&backend)?);
+        let auth = Arc::new(crate::auth::AuthStore::new(Duration::from_secs(cfg.auth_token_ttl), cfg.bcrypt_cost));
+        auth.reload(&backend)?;
         let boot = match boot {
             Some(boot) => boot,
             None => {
@@ -276,6 +278,7 @@ impl Etcd {
             backend: backend.clone(),
             lessor: lessor.clone(),
             membership: membership.clone(),
+            auth: auth.clone(),
             watch: watch.clone(),
             wait: wait.clone(),
             applied: applied.clone(),
@@ -360,6 +363,7 @@ impl Etcd {
             raft_tx,
             ids: ids::IdGenerator::new(member_id),
             membership: membership.clone(),
+            auth,
             leader_channel: Default::default(),
         });
 

@@ -7,6 +7,7 @@
 //! round ([`server::EtcdServer::linearizable_read`]).
 
 pub mod apply;
+pub mod auth;
 pub mod config;
 pub mod etcd;
 pub mod ids;

@@ -18,6 +18,7 @@ use retcd_storage::mvcc::KvStore;
 use tokio::sync::oneshot;
 
 use crate::apply::ApplyResult;
+use crate::auth::{AuthInfo, AuthStore};
 use crate::ids::IdGenerator;
 use crate::lease::Lessor;
 use crate::membership::Membership;
@@ -51,6 +52,7 @@ pub struct EtcdServer {
     pub raft_tx: Sender<RaftInput>,
     pub ids: IdGenerator,
     pub membership: Arc<Membership>,
+    pub auth: Arc<AuthStore>,
     /// The leader's peer URL and a channel to it (see [`EtcdServer::leader_peer`]).
     pub leader_channel: parking_lot::Mutex<Option<(String, tonic::transport::Channel)>>,
 }
@@ -95,7 +97,32 @@ impl EtcdServer {
         Ok(PeerClient::new(channel))
     }
 
+    /// The credentials of a client request (see [`crate::auth::request::auth_info`]).
+    pub async fn auth_info(&self, meta: &tonic::metadata::MetadataMap) -> Result<Option<AuthInfo>, EtcdError> {
+        crate::auth::request::auth_info(self, meta).await
+    }
+
+    /// Refuses a request only root may make (when auth is enabled).
+    pub async fn check_admin(&self, meta: &tonic::metadata::MetadataMap) -> Result<(), EtcdError> {
+        let ai = self.auth_info(meta).await?;
+        self.auth.check_admin(ai.as_ref())
+    }
+
+    /// Proposes a client's request with its credentials in the header; the
+    /// apply thread checks its permissions against them.
+    pub async fn propose_as(
+        &self,
+        mut req: InternalRequest,
+        meta: &tonic::metadata::MetadataMap,
+    ) -> Result<ApplyResult, EtcdError> {
+        if let Some(ai) = self.auth_info(meta).await? {
+            req.header = Some(RequestHeader { id: 0, username: ai.username, auth_revision: ai.revision });
+        }
+        self.propose(req).await
+    }
+
     /// Proposes `req` through raft and waits for the result of applying it.
+    /// Credentials already in its header are kept.
     pub async fn propose(&self, mut req: InternalRequest) -> Result<ApplyResult, EtcdError> {
         let applied = self.applied.load(Ordering::Acquire);
         let committed = self.raft.commit.load(Ordering::Acquire);
@@ -103,7 +130,8 @@ impl EtcdServer {
             return Err(EtcdError::TooManyRequests);
         }
         let id = self.ids.next();
-        req.header = Some(RequestHeader { id, ..Default::default() });
+        let creds = req.header.take().unwrap_or_default();
+        req.header = Some(RequestHeader { id, ..creds });
         let data = req.encode_to_vec();
         if data.len() > self.settings.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
@@ -191,8 +219,17 @@ impl EtcdServer {
                 for id in server.lessor.take_expired(Duration::from_secs(3), 500) {
                     let s = server.clone();
                     tokio::spawn(async move {
-                        let req =
-                            InternalRequest { lease_revoke: Some(LeaseRevokeRequest { id }), ..Default::default() };
+                        // The server revokes as root, as etcd does.
+                        let header = RequestHeader {
+                            id: 0,
+                            username: crate::auth::ROOT_USER.to_string(),
+                            auth_revision: s.auth.revision(),
+                        };
+                        let req = InternalRequest {
+                            header: Some(header),
+                            lease_revoke: Some(LeaseRevokeRequest { id }),
+                            ..Default::default()
+                        };
                         if let Err(e) = s.propose(req).await {
                             tracing::warn!("failed to revoke expired lease {id:x}: {e}");
                         }

@@ -42,6 +42,7 @@ pub enum ApplyResult {
     Compaction(CompactionResponse, oneshot::Receiver<()>),
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
+    Auth(crate::auth::apply::AuthApplied),
     /// Applied; nothing to report (member attributes).
     Done,
     /// A membership change was applied: the members now.
@@ -54,6 +55,7 @@ pub struct Applier {
     pub backend: Arc<Backend>,
     pub lessor: Arc<Lessor>,
     pub membership: Arc<Membership>,
+    pub auth: Arc<crate::auth::AuthStore>,
     pub watch: Arc<WatchHub>,
     pub wait: Arc<Wait<ApplyResult>>,
     pub applied: Arc<AtomicU64>,
@@ -138,11 +140,22 @@ impl Applier {
             }
         };
         let id = req.header.as_ref().map(|h| h.id).unwrap_or(0);
-        let result = self.apply_request(btx, req);
+        let result = self.apply_request(btx, req, e.index);
         Some((id, result))
     }
 
-    fn apply_request(&mut self, btx: &mut BatchTx<'_>, req: InternalRequest) -> ApplyResult {
+    fn apply_request(&mut self, btx: &mut BatchTx<'_>, req: InternalRequest, index: u64) -> ApplyResult {
+        if let Err(e) = crate::auth::request::check_proposal(&self.auth, &self.lessor, &req) {
+            return ApplyResult::Error(e);
+        }
+        if req.auth.is_some() {
+            let ai = crate::auth::request::proposer(&req);
+            let a = req.auth.unwrap_or_default();
+            return match self.auth.apply(btx, ai.as_ref(), a, index) {
+                Ok(r) => ApplyResult::Auth(r),
+                Err(e) => ApplyResult::Error(e),
+            };
+        }
         if let Some(p) = req.put {
             let txn = TxnRequest {
                 success: vec![retcd_api::etcdserverpb::RequestOp {
@@ -320,7 +333,8 @@ impl Applier {
         let installed = snapshot::install(&self.backend, &self.kv, &data)
             .map_err(|e| e.to_string())
             .and_then(|()| self.lessor.reload(&self.backend, &self.kv).map_err(|e| e.to_string()))
-            .and_then(|()| self.membership.reload(&self.backend).map_err(|e| e.to_string()));
+            .and_then(|()| self.membership.reload(&self.backend).map_err(|e| e.to_string()))
+            .and_then(|()| self.auth.reload(&self.backend).map_err(|e| e.to_string()));
         if let Err(e) = installed {
             tracing::error!("installing the snapshot at index {index} failed: {e}; stopping");
             std::process::exit(1);
