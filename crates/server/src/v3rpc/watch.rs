@@ -130,12 +130,19 @@ async fn create(
 ) -> bool {
     let rev = server.watch.notified_rev();
     if let Err(e) = watch_permitted(server, meta, &c).await {
-        // etcd answers a refused watch with a created-and-canceled response.
+        // etcd answers a refused watch with a created-and-canceled response
+        // whose reason is the gRPC error's Go text.
         let reason = match e {
             EtcdError::InvalidAuthToken | EtcdError::AuthOldRevision | EtcdError::UserEmpty => e,
             _ => EtcdError::PermissionDenied,
         };
-        let msg = StreamMsg::Created { watch_id: -1, revision: rev, canceled: true, reason: reason.to_string() };
+        let code = match reason.code() {
+            tonic::Code::Unauthenticated => "Unauthenticated",
+            tonic::Code::InvalidArgument => "InvalidArgument",
+            _ => "PermissionDenied",
+        };
+        let reason = format!("rpc error: code = {code} desc = {}", reason.message());
+        let msg = StreamMsg::Created { watch_id: -1, revision: rev, canceled: true, reason };
         return tx.send(msg).await.is_ok();
     }
     let range_empty = !c.range_end.is_empty() && c.range_end != [0] && c.key >= c.range_end;
