@@ -83,7 +83,8 @@ pub struct Config {
     #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub experimental_watch_progress_notify_interval: Duration,
 
-    /// Specify auth token specific options ('simple'; JWT is not supported yet).
+    /// Specify auth token specific options: 'simple', or
+    /// 'jwt,pub-key=<path>,priv-key=<path>,sign-method=<alg>,ttl=<duration>'.
     #[arg(long, env = "ETCD_AUTH_TOKEN", default_value = "simple")]
     pub auth_token: String,
 
@@ -186,9 +187,8 @@ impl Config {
             other => return Err(ConfigError(format!("unknown logger option {other:?}"))),
         }
         match self.auth_token.split(',').next().unwrap_or("") {
-            "simple" => {}
-            "jwt" => return Err(ConfigError("--auth-token jwt is not supported by retcd yet".into())),
-            _ => return Err(ConfigError("invalid auth options".into())),
+            "simple" | "jwt" => {}
+            _ => return Err(ConfigError("auth: invalid auth options".into())),
         }
         self.initial_cluster()?;
         Ok(())

@@ -192,7 +192,9 @@ impl Etcd {
         install_received_snapshot(&dirs, &backend, &kv)?;
         lessor.reload(&backend, &kv)?;
         let membership = Arc::new(Membership::load(&backend)?);
-        let auth = Arc::new(crate::auth::AuthStore::new(Duration::from_secs(cfg.auth_token_ttl), cfg.bcrypt_cost));
+        let tokens = crate::auth::Tokens::from_flag(&cfg.auth_token, Duration::from_secs(cfg.auth_token_ttl))
+            .map_err(StartError::Config)?;
+        let auth = Arc::new(crate::auth::AuthStore::new(tokens, cfg.bcrypt_cost));
         auth.reload(&backend)?;
         let boot = match boot {
             Some(boot) => boot,

@@ -550,3 +550,62 @@ async fn auth_is_replicated() {
     assert_eq!(put(&ch1, &t0, "p/z", false, 0).await, "ok: prev false");
     assert_eq!(put(&ch1, &t0, "q", false, 0).await, DENIED);
 }
+
+/// JWT tokens: any auth change makes earlier tokens' revision old; they end
+/// at their expiry; a forged one is invalid.
+async fn jwt(ch: Channel) -> Vec<String> {
+    let root = setup(&ch).await;
+    let mut t = Vec::new();
+    let ukey = authenticate(&ch, "ukey", "pw").await.unwrap();
+    t.push(format!("three parts: {}", ukey.split('.').count()));
+    t.push(format!("fresh: {}", range(&ch, &ukey, "k", b"").await));
+    t.push(format!("denied: {}", range(&ch, &ukey, "k1", b"").await));
+    let mut forged = ukey.clone();
+    forged.pop();
+    t.push(format!("forged: {}", range(&ch, &forged, "k", b"").await));
+    AuthClient::new(ch.clone()).role_add(with_token(AuthRoleAddRequest { name: "new".into() }, &root)).await.unwrap();
+    t.push(format!("after change, read: {}", range(&ch, &ukey, "k", b"").await));
+    t.push(format!("after change, write: {}", put(&ch, &ukey, "k", false, 0).await));
+    let again = authenticate(&ch, "ukey", "pw").await.unwrap();
+    t.push(format!("new token: {}", range(&ch, &again, "k", b"").await));
+    // ttl is 2 s: past it the token is refused.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    t.push(format!("expired: {}", range(&ch, &again, "k", b"").await));
+    t
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jwt_tokens_match_etcd() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = (dir.path().join("priv.pem"), dir.path().join("pub.pem"));
+    let ok = std::process::Command::new("openssl")
+        .args(["genrsa", "-out", private.to_str().unwrap(), "2048"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("openssl is not installed: skipped");
+        return;
+    }
+    let out = std::process::Command::new("openssl")
+        .args(["rsa", "-in", private.to_str().unwrap(), "-pubout", "-out", public.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let flag = format!("jwt,pub-key={},priv-key={},sign-method=RS256,ttl=2s", public.display(), private.display());
+    let mut args = ARGS.to_vec();
+    args.extend(["--auth-token", &flag]);
+    let t = on_both("jwt", RETCD, &args, jwt).await;
+    assert_eq!(
+        t,
+        vec![
+            "three parts: 3",
+            "fresh: ok: 1 kvs",
+            "denied: err: etcdserver: permission denied",
+            "forged: err: etcdserver: invalid auth token",
+            "after change, read: err: etcdserver: revision of auth store is old",
+            "after change, write: err: etcdserver: revision of auth store is old",
+            "new token: ok: 1 kvs",
+            "expired: err: etcdserver: invalid auth token",
+        ]
+    );
+}

@@ -113,7 +113,7 @@ fn apply_locked(
             if user.options.as_ref().is_some_and(|o| o.no_password) {
                 return Err(EtcdError::AuthFailed);
             }
-            return Ok(AuthApplied::Token(store.tokens.assign(&a.name, &a.simple_token, index)));
+            return store.tokens.assign(&a.name, &a.simple_token, index, st.revision).map(AuthApplied::Token);
         }
         Request::UserAdd(u) => {
             if u.name.is_empty() {

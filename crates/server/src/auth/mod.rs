@@ -9,6 +9,7 @@
 //! proposing, and bcrypt runs off the async runtime.
 
 pub mod apply;
+pub mod jwt;
 pub mod perms;
 pub mod request;
 pub mod token;
@@ -22,6 +23,7 @@ use retcd_api::authpb::{Role, User};
 use retcd_api::errors::EtcdError;
 use retcd_storage::backend::{Backend, BackendError, Table};
 
+use jwt::JwtTokens;
 use perms::Access;
 use token::SimpleTokens;
 
@@ -64,9 +66,65 @@ struct State {
     roles: BTreeMap<String, Role>,
 }
 
+/// How tokens are issued and checked (`--auth-token`).
+pub enum Tokens {
+    Simple(SimpleTokens),
+    Jwt(JwtTokens),
+}
+
+impl Tokens {
+    /// From `--auth-token` (`simple`, or `jwt,key=value,...`); `ttl` is
+    /// `--auth-token-ttl`, the lifetime of simple tokens.
+    pub fn from_flag(flag: &str, ttl: Duration) -> Result<Tokens, String> {
+        let invalid = || "auth: invalid auth options".to_string();
+        let mut parts = flag.split(',');
+        let kind = parts.next().unwrap_or("");
+        let mut opts = std::collections::HashMap::new();
+        for part in parts {
+            let (k, v) = part.split_once('=').ok_or_else(invalid)?;
+            if v.contains('=') || opts.insert(k.to_string(), v.to_string()).is_some() {
+                return Err(invalid());
+            }
+        }
+        match kind {
+            "simple" => Ok(Tokens::Simple(SimpleTokens::new(ttl))),
+            "jwt" => Ok(Tokens::Jwt(JwtTokens::from_options(&opts)?)),
+            _ => Err(invalid()),
+        }
+    }
+
+    /// The token for `user`, as assigned when the Authenticate entry at raft
+    /// index `index` is applied.
+    fn assign(&self, user: &str, prefix: &str, index: u64, revision: u64) -> Result<String, EtcdError> {
+        match self {
+            Tokens::Simple(t) => Ok(t.assign(user, prefix, index)),
+            Tokens::Jwt(t) => t.assign(user, revision).map_err(|e| {
+                tracing::error!("failed to sign a JWT: {e}");
+                EtcdError::AuthFailed
+            }),
+        }
+    }
+
+    fn invalidate_user(&self, user: &str) {
+        if let Tokens::Simple(t) = self {
+            t.invalidate_user(user);
+        }
+    }
+
+    fn clear(&self) {
+        if let Tokens::Simple(t) = self {
+            t.clear();
+        }
+    }
+
+    pub fn is_simple(&self) -> bool {
+        matches!(self, Tokens::Simple(_))
+    }
+}
+
 pub struct AuthStore {
     state: RwLock<State>,
-    pub tokens: SimpleTokens,
+    pub tokens: Tokens,
     pub bcrypt_cost: u32,
 }
 
@@ -93,9 +151,9 @@ fn has_root_role(u: &User) -> bool {
 
 impl AuthStore {
     /// An out-of-range bcrypt cost falls back to the default, as etcd.
-    pub fn new(token_ttl: Duration, bcrypt_cost: u32) -> AuthStore {
+    pub fn new(tokens: Tokens, bcrypt_cost: u32) -> AuthStore {
         let bcrypt_cost = if (4..=31).contains(&bcrypt_cost) { bcrypt_cost } else { DEFAULT_BCRYPT_COST };
-        AuthStore { state: RwLock::new(State::default()), tokens: SimpleTokens::new(token_ttl), bcrypt_cost }
+        AuthStore { state: RwLock::new(State::default()), tokens, bcrypt_cost }
     }
 
     /// Loads the state from the backend (at start and after a snapshot is
@@ -221,8 +279,32 @@ impl AuthStore {
     }
 
     /// The credentials of a request that carries `token`.
+    /// A simple token's revision is the store's current one; a JWT carries
+    /// the revision it was issued at.
     pub fn info_from_token(&self, token: &str) -> Option<AuthInfo> {
-        let username = self.tokens.user(token)?;
-        Some(AuthInfo { username, revision: self.revision() })
+        match &self.tokens {
+            Tokens::Simple(t) => {
+                let username = t.user(token)?;
+                Some(AuthInfo { username, revision: self.revision() })
+            }
+            Tokens::Jwt(t) => t.info(token),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_flag() {
+        let ttl = Duration::from_secs(1);
+        assert!(Tokens::from_flag("simple", ttl).unwrap().is_simple());
+        for bad in ["", "bogus", "jwt,sign-method", "jwt,a=b=c", "jwt,sign-method=HS256,sign-method=HS256"] {
+            assert_eq!(Tokens::from_flag(bad, ttl).err().as_deref(), Some("auth: invalid auth options"), "{bad}");
+        }
+        assert!(Tokens::from_flag("jwt,sign-method=nope", ttl).is_err());
+        // HMAC needs its key.
+        assert!(Tokens::from_flag("jwt,sign-method=HS256", ttl).is_err());
     }
 }

@@ -32,6 +32,9 @@ pub async fn auth_info(server: &EtcdServer, meta: &MetadataMap) -> Result<Option
     let Some(token) = token_of(meta) else {
         return Ok(None);
     };
+    if !server.auth.tokens.is_simple() {
+        return server.auth.info_from_token(token).map(Some).ok_or(EtcdError::InvalidAuthToken);
+    }
     let index = SimpleTokens::index_of(token).ok_or(EtcdError::InvalidAuthToken)?;
     let mut applied = server.applied_rx.clone();
     if *applied.borrow() < index {
