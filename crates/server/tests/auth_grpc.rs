@@ -396,6 +396,15 @@ async fn stricter_than_etcd_34() {
     assert_eq!(ttl(uprefix.clone(), false).await, "ok: 0 keys");
     assert_eq!(ttl(root.clone(), true).await, "ok: 2 keys");
 
+    // Grants etcd would not survive are refused.
+    let mut auth = AuthClient::new(ch.clone());
+    let none = AuthRoleGrantPermissionRequest { name: "role-ukey".into(), perm: None };
+    assert!(auth.role_grant_permission(with_token(none, &root)).await.is_err());
+    let mut odd = perm(PermType::Read, "k", b"");
+    odd.perm_type = 7;
+    let odd = AuthRoleGrantPermissionRequest { name: "role-ukey".into(), perm: Some(odd) };
+    assert!(auth.role_grant_permission(with_token(odd, &root)).await.is_err());
+
     // A from-key watch needs read on everything from its key on.
     assert_eq!(watch(&ch, &ufrom, "x", b"\0").await, "created");
     assert_eq!(

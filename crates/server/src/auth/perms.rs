@@ -68,7 +68,8 @@ fn interval<'a>(key: &'a [u8], range_end: &'a [u8]) -> Interval<'a> {
 }
 
 fn grants(p: &Permission, access: Access) -> bool {
-    let t = PermType::try_from(p.perm_type).unwrap_or(PermType::Read);
+    // An unknown type (never accepted by RoleGrantPermission) grants nothing.
+    let Ok(t) = PermType::try_from(p.perm_type) else { return false };
     matches!((t, access), (PermType::Readwrite, _) | (PermType::Read, Access::Read) | (PermType::Write, Access::Write))
 }
 

@@ -28,7 +28,9 @@ struct Entry {
 }
 
 impl SimpleTokens {
+    /// A zero TTL means etcd's default, 300 s.
     pub fn new(ttl: Duration) -> Self {
+        let ttl = if ttl.is_zero() { Duration::from_secs(300) } else { ttl };
         SimpleTokens { ttl, tokens: Mutex::new(HashMap::new()) }
     }
 
@@ -104,7 +106,7 @@ mod tests {
 
     #[test]
     fn expiry() {
-        let t = SimpleTokens::new(Duration::from_millis(0));
+        let t = SimpleTokens::new(Duration::from_nanos(1));
         let token = t.assign("bob", "abc", 1);
         assert_eq!(t.user(&token), None);
     }

@@ -47,6 +47,18 @@ impl AuthService {
         }
     }
 
+    async fn dummy_verify(&self, password: &str) {
+        static DUMMY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        let cost = self.server.auth.bcrypt_cost;
+        let password = password.to_string();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(h) = DUMMY.get_or_init(|| bcrypt::hash("retcd-no-such-user", cost).ok()) {
+                let _ = bcrypt::verify(truncate_password(&password), h);
+            }
+        })
+        .await;
+    }
+
     async fn hash(&self, password: String) -> Result<Vec<u8>, Status> {
         let cost = self.server.auth.bcrypt_cost;
         let hashed = tokio::task::spawn_blocking(move || bcrypt::hash(truncate_password(&password), cost))
@@ -87,7 +99,17 @@ impl Auth for AuthService {
         // Bounded: a concurrent auth change makes the check stale; etcd retries
         // until the revision it checked at is still current.
         for _ in 0..16 {
-            let (hash, checked_rev) = self.server.auth.password_hash(&r.name)?;
+            let (hash, checked_rev) = match self.server.auth.password_hash(&r.name) {
+                Ok(found) => found,
+                Err(status) => {
+                    if EtcdError::from_status(&status) == Some(EtcdError::AuthFailed) {
+                        // An unknown user costs what a wrong password costs,
+                        // so timing does not tell which names exist.
+                        self.dummy_verify(&r.password).await;
+                    }
+                    return Err(status);
+                }
+            };
             let password = r.password.clone();
             let ok = tokio::task::spawn_blocking(move || {
                 // bcrypt compares in constant time; a malformed hash fails.
@@ -228,6 +250,14 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthRoleGrantPermissionRequest>,
     ) -> Result<Response<AuthRoleGrantPermissionResponse>, Status> {
+        // etcd does not survive these; refuse them before they are proposed.
+        match &req.get_ref().perm {
+            None => return Err(Status::invalid_argument("retcd: no permission given")),
+            Some(p) if retcd_api::authpb::permission::Type::try_from(p.perm_type).is_err() => {
+                return Err(Status::invalid_argument("retcd: unknown permission type"));
+            }
+            Some(_) => {}
+        }
         done!(self, req, RoleGrantPermission, AuthRoleGrantPermissionResponse)
     }
 
