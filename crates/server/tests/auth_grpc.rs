@@ -618,3 +618,83 @@ async fn jwt_tokens_match_etcd() {
         ]
     );
 }
+
+/// With auth enabled, an expired lease is still revoked (the server revokes
+/// as root) and its keys deleted.
+async fn expiry_under_auth(ch: Channel) -> Vec<String> {
+    let root = setup(&ch).await;
+    let id = LeaseClient::new(ch.clone())
+        .lease_grant(with_token(LeaseGrantRequest { ttl: 2, id: 0 }, &root))
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    let p = PutRequest { key: b"p/lease".to_vec(), value: b"l".to_vec(), lease: id, ..Default::default() };
+    KvClient::new(ch.clone()).put(with_token(p, &root)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // A fresh token each time: the loop may outlive one.
+        let token = authenticate(&ch, "root", "rpw").await.unwrap();
+        if range(&ch, &token, "p/lease", b"").await == "ok: 0 kvs" {
+            return vec!["expired and deleted".into()];
+        }
+        assert!(Instant::now() < deadline, "the lease's key outlived it");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leases_expire_with_auth_enabled() {
+    let t = on_both("lease expiry under auth", RETCD, ARGS, expiry_under_auth).await;
+    assert_eq!(t, ["expired and deleted"]);
+}
+
+/// A member that was down while users were added and many writes happened
+/// catches up by snapshot, auth included.
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_travels_in_snapshots() {
+    let mut args = ARGS.to_vec();
+    args.extend(["--snapshot-count", "300"]);
+    let mut cluster = tokio::task::block_in_place(|| Cluster::start(RETCD.as_ref(), 3, &args));
+    let urls: Vec<String> = cluster.members.iter().map(|m| m.url()).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ch0 = loop {
+        if let Ok(ch) = Channel::from_shared(urls[0].clone()).unwrap().connect().await {
+            let mut kv = KvClient::new(ch.clone());
+            if kv.range(RangeRequest { key: b"a".to_vec(), ..Default::default() }).await.is_ok() {
+                break ch;
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    cluster.members[2].kill9();
+    let root = setup(&ch0).await;
+    // More entries than a leader keeps after a snapshot (5000).
+    let writers: Vec<_> = (0..16)
+        .map(|w| {
+            let (ch, root) = (ch0.clone(), root.clone());
+            tokio::spawn(async move {
+                let mut kv = KvClient::new(ch);
+                for i in 0..350 {
+                    let req = PutRequest { key: format!("bulk/{w:02}/{i:04}").into_bytes(), ..Default::default() };
+                    kv.put(with_token(req, &root)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    tokio::task::block_in_place(|| {
+        cluster.spawn(2);
+        cluster.wait_ready(2, Duration::from_secs(60));
+    });
+    let (ch2, _) = connect_authenticated(&urls[2]).await;
+    let log = cluster.members[2].log_text();
+    assert!(log.contains("installed the snapshot"), "the member did not catch up by snapshot:\n{log}");
+    let ukey = authenticate(&ch2, "ukey", "pw").await.unwrap();
+    assert_eq!(range(&ch2, &ukey, "k", b"").await, "ok: 1 kvs");
+    assert_eq!(range(&ch2, &ukey, "k1", b"").await, DENIED);
+    assert_eq!(range(&ch2, "", "k", b"").await, "err: etcdserver: user name is empty");
+}
