@@ -14,12 +14,19 @@ const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const PREFIX_LEN: usize = 16;
 /// The longest token worth looking up: anything longer was never issued.
 const MAX_TOKEN_LEN: usize = PREFIX_LEN + 1 + 20;
-/// Expired tokens are swept when an assignment finds at least this many.
+/// Expired tokens are swept when an assignment finds at least this many
+/// (and then at twice the number that survived, so sweeps stay rare).
 const SWEEP_AT: usize = 1024;
 
 pub struct SimpleTokens {
     ttl: Duration,
-    tokens: Mutex<HashMap<String, Entry>>,
+    tokens: Mutex<Tokens>,
+}
+
+#[derive(Default)]
+struct Tokens {
+    by_token: HashMap<String, Entry>,
+    sweep_at: usize,
 }
 
 struct Entry {
@@ -31,7 +38,7 @@ impl SimpleTokens {
     /// A zero TTL means etcd's default, 300 s.
     pub fn new(ttl: Duration) -> Self {
         let ttl = if ttl.is_zero() { Duration::from_secs(300) } else { ttl };
-        SimpleTokens { ttl, tokens: Mutex::new(HashMap::new()) }
+        SimpleTokens { ttl, tokens: Mutex::new(Tokens { by_token: HashMap::new(), sweep_at: SWEEP_AT }) }
     }
 
     /// The random part of a new token, chosen by the proposing member.
@@ -56,10 +63,11 @@ impl SimpleTokens {
         let token = format!("{prefix}.{index}");
         let now = Instant::now();
         let mut tokens = self.tokens.lock();
-        if tokens.len() >= SWEEP_AT {
-            tokens.retain(|_, e| e.expires > now);
+        if tokens.by_token.len() >= tokens.sweep_at {
+            tokens.by_token.retain(|_, e| e.expires > now);
+            tokens.sweep_at = (2 * tokens.by_token.len()).max(SWEEP_AT);
         }
-        tokens.insert(token.clone(), Entry { user: user.to_string(), expires: now + self.ttl });
+        tokens.by_token.insert(token.clone(), Entry { user: user.to_string(), expires: now + self.ttl });
         token
     }
 
@@ -67,9 +75,9 @@ impl SimpleTokens {
     pub fn user(&self, token: &str) -> Option<String> {
         let now = Instant::now();
         let mut tokens = self.tokens.lock();
-        let entry = tokens.get_mut(token)?;
+        let entry = tokens.by_token.get_mut(token)?;
         if entry.expires <= now {
-            tokens.remove(token);
+            tokens.by_token.remove(token);
             return None;
         }
         entry.expires = now + self.ttl;
@@ -77,11 +85,11 @@ impl SimpleTokens {
     }
 
     pub fn invalidate_user(&self, user: &str) {
-        self.tokens.lock().retain(|_, e| e.user != user);
+        self.tokens.lock().by_token.retain(|_, e| e.user != user);
     }
 
     pub fn clear(&self) {
-        self.tokens.lock().clear();
+        self.tokens.lock().by_token.clear();
     }
 }
 
@@ -102,6 +110,15 @@ mod tests {
         for bad in ["", ".", "abc", "a.b", "a.1.2", ".5", &"x".repeat(10_000)] {
             assert_eq!(SimpleTokens::index_of(bad), None, "{bad:.20}");
         }
+    }
+
+    #[test]
+    fn sweeps_expired_tokens() {
+        let t = SimpleTokens::new(Duration::from_nanos(1));
+        for i in 0..(3 * SWEEP_AT as u64) {
+            t.assign("u", "p", i);
+        }
+        assert!(t.tokens.lock().by_token.len() <= SWEEP_AT);
     }
 
     #[test]
