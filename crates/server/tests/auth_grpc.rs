@@ -504,6 +504,9 @@ async fn auth_state_survives_restart() {
     let url = format!("http://{}", server.endpoint());
     let (ch, root) = connect_authenticated(&url).await;
     // Still enabled, with users, roles and permissions.
+    let status = AuthClient::new(ch.clone()).auth_status(AuthStatusRequest {}).await.unwrap().into_inner();
+    assert!(status.enabled);
+    assert!(status.auth_revision > 0);
     assert_eq!(range(&ch, "", "k", b"").await, "err: etcdserver: user name is empty");
     let ukey = authenticate(&ch, "ukey", "pw").await.unwrap();
     assert_eq!(range(&ch, &ukey, "k", b"").await, "ok: 1 kvs");

@@ -92,6 +92,16 @@ impl Auth for AuthService {
         done!(self, req, Disable, AuthDisableResponse)
     }
 
+    /// etcd 3.5's: no permission needed.
+    async fn auth_status(&self, _req: Request<AuthStatusRequest>) -> Result<Response<AuthStatusResponse>, Status> {
+        self.server.linearizable_read().await?;
+        let enabled = self.server.auth.is_enabled();
+        let auth_revision = self.server.auth.revision();
+        let mut header = None;
+        self.server.fill_header(&mut header);
+        Ok(Response::new(AuthStatusResponse { header, enabled, auth_revision }))
+    }
+
     async fn authenticate(&self, req: Request<AuthenticateRequest>) -> Result<Response<AuthenticateResponse>, Status> {
         let meta = req.metadata().clone();
         let r = req.into_inner();
