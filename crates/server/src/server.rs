@@ -98,13 +98,13 @@ impl EtcdServer {
     }
 
     /// The credentials of a client request (see [`crate::auth::request::auth_info`]).
-    pub async fn auth_info(&self, meta: &tonic::metadata::MetadataMap) -> Result<Option<AuthInfo>, EtcdError> {
-        crate::auth::request::auth_info(self, meta).await
+    pub async fn auth_info(&self, creds: &crate::auth::request::Creds) -> Result<Option<AuthInfo>, EtcdError> {
+        crate::auth::request::auth_info(self, creds).await
     }
 
     /// Refuses a request only root may make (when auth is enabled).
-    pub async fn check_admin(&self, meta: &tonic::metadata::MetadataMap) -> Result<(), EtcdError> {
-        let ai = self.auth_info(meta).await?;
+    pub async fn check_admin(&self, creds: &crate::auth::request::Creds) -> Result<(), EtcdError> {
+        let ai = self.auth_info(creds).await?;
         self.auth.check_admin(ai.as_ref())
     }
 
@@ -113,9 +113,9 @@ impl EtcdServer {
     pub async fn propose_as(
         &self,
         mut req: InternalRequest,
-        meta: &tonic::metadata::MetadataMap,
+        creds: &crate::auth::request::Creds,
     ) -> Result<ApplyResult, EtcdError> {
-        if let Some(ai) = self.auth_info(meta).await? {
+        if let Some(ai) = self.auth_info(creds).await? {
             req.header = Some(RequestHeader { id: 0, username: ai.username, auth_revision: ai.revision });
         }
         self.propose(req).await

@@ -7,6 +7,8 @@
 //! replication. A denied case never returns data.
 
 #![allow(clippy::unwrap_used)]
+// The serial lock of the cluster tests is held for their whole run on purpose.
+#![allow(clippy::await_holding_lock)]
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +32,13 @@ use tonic::Request;
 const RETCD: &str = env!("CARGO_BIN_EXE_retcd");
 const ARGS: &[&str] = &["--bcrypt-cost", "4"];
 const DENIED: &str = "err: etcdserver: permission denied";
+
+/// Cluster tests run one at a time: three members each are heavy on a
+/// small machine.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn with_token<T>(msg: T, token: &str) -> Request<T> {
     let mut r = Request::new(msg);
@@ -536,6 +545,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn auth_is_replicated() {
+    let _serial = serial();
     let cluster = tokio::task::block_in_place(|| Cluster::start(RETCD.as_ref(), 3, ARGS));
     let urls: Vec<String> = cluster.members.iter().map(|m| m.url()).collect();
     // Set up through member 0 (retrying until the cluster has a leader).
@@ -656,6 +666,7 @@ async fn leases_expire_with_auth_enabled() {
 /// catches up by snapshot, auth included.
 #[tokio::test(flavor = "multi_thread")]
 async fn auth_travels_in_snapshots() {
+    let _serial = serial();
     let mut args = ARGS.to_vec();
     args.extend(["--snapshot-count", "300"]);
     let mut cluster = tokio::task::block_in_place(|| Cluster::start(RETCD.as_ref(), 3, &args));
@@ -671,7 +682,18 @@ async fn auth_travels_in_snapshots() {
         assert!(Instant::now() < deadline, "no leader");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    cluster.members[2].kill9();
+    // Stop a follower other than member 0 (a dead leader would time out
+    // the proposals it had been forwarded).
+    let mut leader = 0;
+    let mut ids = Vec::new();
+    for url in &urls {
+        let ch = Channel::from_shared(url.clone()).unwrap().connect().await.unwrap();
+        let st = MaintenanceClient::new(ch).status(StatusRequest {}).await.unwrap().into_inner();
+        leader = st.leader;
+        ids.push(st.header.unwrap().member_id);
+    }
+    let behind = if ids[2] == leader { 1 } else { 2 };
+    cluster.members[behind].kill9();
     let root = setup(&ch0).await;
     // More entries than a leader keeps after a snapshot (5000).
     let writers: Vec<_> = (0..16)
@@ -690,11 +712,11 @@ async fn auth_travels_in_snapshots() {
         w.await.unwrap();
     }
     tokio::task::block_in_place(|| {
-        cluster.spawn(2);
-        cluster.wait_ready(2, Duration::from_secs(60));
+        cluster.spawn(behind);
+        cluster.wait_ready(behind, Duration::from_secs(60));
     });
-    let (ch2, _) = connect_authenticated(&urls[2]).await;
-    let log = cluster.members[2].log_text();
+    let (ch2, _) = connect_authenticated(&urls[behind]).await;
+    let log = cluster.members[behind].log_text();
     assert!(log.contains("installed the snapshot"), "the member did not catch up by snapshot:\n{log}");
     let ukey = authenticate(&ch2, "ukey", "pw").await.unwrap();
     assert_eq!(range(&ch2, &ukey, "k", b"").await, "ok: 1 kvs");

@@ -16,20 +16,26 @@ use super::{AuthInfo, AuthStore};
 use crate::lease::Lessor;
 use crate::server::EtcdServer;
 
-/// The token a request carries: etcd's gRPC metadata key "token", or
-/// "authorization" (what its gateway forwards).
-fn token_of(meta: &MetadataMap) -> Option<&str> {
-    let v = meta.get("token").or_else(|| meta.get("authorization"))?;
-    // A value that is not text cannot be a token we issued.
-    Some(v.to_str().unwrap_or(""))
+/// The token a request carries (etcd's gRPC metadata key "token", or
+/// "authorization", which its gateway forwards), taken before the request
+/// is consumed: no copy of the rest of its metadata.
+#[derive(Debug, Clone, Default)]
+pub struct Creds(Option<String>);
+
+impl Creds {
+    pub fn of(meta: &MetadataMap) -> Creds {
+        let v = meta.get("token").or_else(|| meta.get("authorization"));
+        // A value that is not text cannot be a token we issued.
+        Creds(v.map(|v| v.to_str().unwrap_or("").to_string()))
+    }
 }
 
 /// The credentials of a request: None without a token; an invalid or
 /// expired token is etcd's "invalid auth token". A token naming a raft
 /// index this member has not applied yet waits for it (the Authenticate
 /// may have been served by another member).
-pub async fn auth_info(server: &EtcdServer, meta: &MetadataMap) -> Result<Option<AuthInfo>, EtcdError> {
-    let Some(token) = token_of(meta) else {
+pub async fn auth_info(server: &EtcdServer, creds: &Creds) -> Result<Option<AuthInfo>, EtcdError> {
+    let Some(token) = creds.0.as_deref() else {
         return Ok(None);
     };
     if !server.auth.tokens.is_simple() {

@@ -11,7 +11,6 @@ use retcd_api::retcdpb::auth_request::Request as AuthOp;
 use retcd_api::retcdpb::{
     AuthRequest, AuthenticateInternal, InternalRequest, UserAddInternal, UserChangePasswordInternal,
 };
-use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::kv::apply_error;
@@ -35,9 +34,13 @@ fn truncate_password(p: &str) -> &[u8] {
 }
 
 impl AuthService {
-    async fn run(&self, meta: &MetadataMap, op: AuthOp) -> Result<(Option<ResponseHeader>, AuthApplied), Status> {
+    async fn run(
+        &self,
+        creds: &crate::auth::request::Creds,
+        op: AuthOp,
+    ) -> Result<(Option<ResponseHeader>, AuthApplied), Status> {
         let req = InternalRequest { auth: Some(AuthRequest { request: Some(op) }), ..Default::default() };
-        match self.server.propose_as(req, meta).await? {
+        match self.server.propose_as(req, creds).await? {
             ApplyResult::Auth(out) => {
                 let mut header = None;
                 self.server.fill_header(&mut header);
@@ -76,8 +79,8 @@ impl AuthService {
 
 macro_rules! done {
     ($self:ident, $req:ident, $variant:ident, $resp:ident) => {{
-        let meta = $req.metadata().clone();
-        let (header, _) = $self.run(&meta, AuthOp::$variant($req.into_inner())).await?;
+        let creds = crate::auth::request::Creds::of($req.metadata());
+        let (header, _) = $self.run(&creds, AuthOp::$variant($req.into_inner())).await?;
         Ok(Response::new($resp { header }))
     }};
 }
@@ -103,7 +106,7 @@ impl Auth for AuthService {
     }
 
     async fn authenticate(&self, req: Request<AuthenticateRequest>) -> Result<Response<AuthenticateResponse>, Status> {
-        let meta = req.metadata().clone();
+        let creds = crate::auth::request::Creds::of(req.metadata());
         let r = req.into_inner();
         self.server.linearizable_read().await?;
         // Bounded: a concurrent auth change makes the check stale; etcd retries
@@ -139,7 +142,7 @@ impl Auth for AuthService {
                 name: r.name.clone(),
                 simple_token: SimpleTokens::gen_prefix(),
             });
-            let (header, out) = self.run(&meta, op).await?;
+            let (header, out) = self.run(&creds, op).await?;
             if checked_rev == self.server.auth.revision() {
                 let token = match out {
                     AuthApplied::Token(t) => t,
@@ -153,25 +156,25 @@ impl Auth for AuthService {
     }
 
     async fn user_add(&self, req: Request<AuthUserAddRequest>) -> Result<Response<AuthUserAddResponse>, Status> {
-        let meta = req.metadata().clone();
+        let creds = crate::auth::request::Creds::of(req.metadata());
         let r = req.into_inner();
         let no_password = r.options.as_ref().is_some_and(|o| o.no_password);
         // Cheap refusals first, so bad requests do not cost a bcrypt round
         // (the apply thread checks again, in etcd's order).
-        let ai = self.server.auth_info(&meta).await?;
+        let ai = self.server.auth_info(&creds).await?;
         self.server.auth.check_admin(ai.as_ref())?;
         if r.name.is_empty() {
             return Err(EtcdError::UserEmpty.into());
         }
         let hashed_password = if no_password { Vec::new() } else { self.hash(r.password).await? };
         let op = AuthOp::UserAdd(UserAddInternal { name: r.name, hashed_password, options: r.options });
-        let (header, _) = self.run(&meta, op).await?;
+        let (header, _) = self.run(&creds, op).await?;
         Ok(Response::new(AuthUserAddResponse { header }))
     }
 
     async fn user_get(&self, req: Request<AuthUserGetRequest>) -> Result<Response<AuthUserGetResponse>, Status> {
-        let meta = req.metadata().clone();
-        let (header, out) = self.run(&meta, AuthOp::UserGet(req.into_inner())).await?;
+        let creds = crate::auth::request::Creds::of(req.metadata());
+        let (header, out) = self.run(&creds, AuthOp::UserGet(req.into_inner())).await?;
         let roles = match out {
             AuthApplied::Names(n) => n,
             _ => Vec::new(),
@@ -180,8 +183,8 @@ impl Auth for AuthService {
     }
 
     async fn user_list(&self, req: Request<AuthUserListRequest>) -> Result<Response<AuthUserListResponse>, Status> {
-        let meta = req.metadata().clone();
-        let (header, out) = self.run(&meta, AuthOp::UserList(req.into_inner())).await?;
+        let creds = crate::auth::request::Creds::of(req.metadata());
+        let (header, out) = self.run(&creds, AuthOp::UserList(req.into_inner())).await?;
         let users = match out {
             AuthApplied::Names(n) => n,
             _ => Vec::new(),
@@ -200,14 +203,14 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthUserChangePasswordRequest>,
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
-        let meta = req.metadata().clone();
+        let creds = crate::auth::request::Creds::of(req.metadata());
         let r = req.into_inner();
         // Refuse before hashing when the caller may not change passwords.
-        let ai = self.server.auth_info(&meta).await?;
+        let ai = self.server.auth_info(&creds).await?;
         self.server.auth.check_admin(ai.as_ref())?;
         let hashed_password = self.hash(r.password).await?;
         let op = AuthOp::UserChangePassword(UserChangePasswordInternal { name: r.name, hashed_password });
-        let (header, _) = self.run(&meta, op).await?;
+        let (header, _) = self.run(&creds, op).await?;
         Ok(Response::new(AuthUserChangePasswordResponse { header }))
     }
 
@@ -230,8 +233,8 @@ impl Auth for AuthService {
     }
 
     async fn role_get(&self, req: Request<AuthRoleGetRequest>) -> Result<Response<AuthRoleGetResponse>, Status> {
-        let meta = req.metadata().clone();
-        let (header, out) = self.run(&meta, AuthOp::RoleGet(req.into_inner())).await?;
+        let creds = crate::auth::request::Creds::of(req.metadata());
+        let (header, out) = self.run(&creds, AuthOp::RoleGet(req.into_inner())).await?;
         let perm = match out {
             AuthApplied::Perms(p) => p,
             _ => Vec::new(),
@@ -240,8 +243,8 @@ impl Auth for AuthService {
     }
 
     async fn role_list(&self, req: Request<AuthRoleListRequest>) -> Result<Response<AuthRoleListResponse>, Status> {
-        let meta = req.metadata().clone();
-        let (header, out) = self.run(&meta, AuthOp::RoleList(req.into_inner())).await?;
+        let creds = crate::auth::request::Creds::of(req.metadata());
+        let (header, out) = self.run(&creds, AuthOp::RoleList(req.into_inner())).await?;
         let roles = match out {
             AuthApplied::Names(n) => n,
             _ => Vec::new(),

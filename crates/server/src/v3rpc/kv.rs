@@ -39,13 +39,13 @@ pub fn apply_error(r: ApplyResult) -> Status {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
-        let meta = req.metadata().clone();
+        let creds = crate::auth::request::Creds::of(req.metadata());
         let r = req.into_inner();
         validate::check_range(&r)?;
         if !r.serializable {
             self.server.linearizable_read().await?;
         }
-        let ai = self.server.auth_info(&meta).await?;
+        let ai = self.server.auth_info(&creds).await?;
         auth::check_range(&self.server.auth, ai.as_ref(), &r)?;
         let mut view = PinnedRead::new(&self.server.kv);
         let mut resp = kvops::range(&mut view, &r)?;
@@ -55,10 +55,10 @@ impl Kv for KvService {
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let meta = req.metadata().clone();
+        let creds = crate::auth::request::Creds::of(req.metadata());
         let r = req.into_inner();
         validate::check_put(&r)?;
-        let res = self.server.propose_as(InternalRequest { put: Some(r), ..Default::default() }, &meta).await?;
+        let res = self.server.propose_as(InternalRequest { put: Some(r), ..Default::default() }, &creds).await?;
         match res {
             ApplyResult::Put(mut resp) => {
                 self.server.fill_header(&mut resp.header);
@@ -69,11 +69,11 @@ impl Kv for KvService {
     }
 
     async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
-        let meta = req.metadata().clone();
+        let creds = crate::auth::request::Creds::of(req.metadata());
         let r = req.into_inner();
         validate::check_delete(&r)?;
         let res =
-            self.server.propose_as(InternalRequest { delete_range: Some(r), ..Default::default() }, &meta).await?;
+            self.server.propose_as(InternalRequest { delete_range: Some(r), ..Default::default() }, &creds).await?;
         match res {
             ApplyResult::DeleteRange(mut resp) => {
                 self.server.fill_header(&mut resp.header);
@@ -84,14 +84,14 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        let meta = req.metadata().clone();
+        let creds = crate::auth::request::Creds::of(req.metadata());
         let r = req.into_inner();
         validate::check_txn(&r, self.server.settings.max_txn_ops)?;
         if kvops::is_txn_read_only(&r) {
             if !is_txn_serializable(&r) {
                 self.server.linearizable_read().await?;
             }
-            let ai = self.server.auth_info(&meta).await?;
+            let ai = self.server.auth_info(&creds).await?;
             auth::check_txn(&self.server.auth, &self.server.lessor, ai.as_ref(), &r)?;
             let mut view = PinnedRead::new(&self.server.kv);
             let path = kvops::txn_path(&mut view, &r);
@@ -101,7 +101,7 @@ impl Kv for KvService {
             self.server.fill_header(&mut resp.header);
             return Ok(Response::new(resp));
         }
-        let res = self.server.propose_as(InternalRequest { txn: Some(r), ..Default::default() }, &meta).await?;
+        let res = self.server.propose_as(InternalRequest { txn: Some(r), ..Default::default() }, &creds).await?;
         match res {
             ApplyResult::Txn(mut resp) => {
                 self.server.fill_header(&mut resp.header);
@@ -112,10 +112,10 @@ impl Kv for KvService {
     }
 
     async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
-        let meta = req.metadata().clone();
+        let creds = crate::auth::request::Creds::of(req.metadata());
         let r = req.into_inner();
         let physical = r.physical;
-        let res = self.server.propose_as(InternalRequest { compaction: Some(r), ..Default::default() }, &meta).await?;
+        let res = self.server.propose_as(InternalRequest { compaction: Some(r), ..Default::default() }, &creds).await?;
         match res {
             ApplyResult::Compaction(mut resp, done) => {
                 if physical {

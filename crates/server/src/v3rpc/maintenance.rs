@@ -62,12 +62,18 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn defragment(&self, req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
-        self.server.check_admin(req.metadata()).await.map_err(crate::auth::untranslated)?;
+        self.server
+            .check_admin(&crate::auth::request::Creds::of(req.metadata()))
+            .await
+            .map_err(crate::auth::untranslated)?;
         Err(unimplemented("Defragment"))
     }
 
     async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        self.server.check_admin(req.metadata()).await.map_err(crate::auth::untranslated)?;
+        self.server
+            .check_admin(&crate::auth::request::Creds::of(req.metadata()))
+            .await
+            .map_err(crate::auth::untranslated)?;
         let s = self.server.clone();
         let hash = tokio::task::spawn_blocking(move || backend_hash(&s))
             .await
@@ -76,7 +82,10 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        self.server.check_admin(req.metadata()).await.map_err(crate::auth::untranslated)?;
+        self.server
+            .check_admin(&crate::auth::request::Creds::of(req.metadata()))
+            .await
+            .map_err(crate::auth::untranslated)?;
         let rev = req.into_inner().revision;
         let s = self.server.clone();
         let h = tokio::task::spawn_blocking(move || s.kv.hash_kv(rev))
@@ -93,7 +102,10 @@ impl Maintenance for MaintenanceService {
     type SnapshotStream = SnapshotStream;
 
     async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
-        self.server.check_admin(req.metadata()).await.map_err(crate::auth::untranslated)?;
+        self.server
+            .check_admin(&crate::auth::request::Creds::of(req.metadata()))
+            .await
+            .map_err(crate::auth::untranslated)?;
         Err(unimplemented("Snapshot"))
     }
 

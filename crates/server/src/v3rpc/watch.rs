@@ -40,7 +40,7 @@ impl Watch for WatchService {
 
     async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
         // Each create is checked against the stream's token, as etcd does.
-        let meta = req.metadata().clone();
+        let creds = crate::auth::request::Creds::of(req.metadata());
         let mut inbound = req.into_inner();
         let stream_id = NEXT_STREAM.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::channel::<StreamMsg>(STREAM_QUEUE);
@@ -67,7 +67,7 @@ impl Watch for WatchService {
                 };
                 let alive = match req.request_union {
                     Some(RequestUnion::CreateRequest(c)) => {
-                        create(&recv_server, &meta, stream_id, &mut next_id, c, &recv_tx).await
+                        create(&recv_server, &creds, stream_id, &mut next_id, c, &recv_tx).await
                     }
                     Some(RequestUnion::CancelRequest(c)) => {
                         // Cancelling an unknown watch is silently ignored, as etcd.
@@ -122,14 +122,14 @@ impl Watch for WatchService {
 /// Handles a create request; false if the stream is gone.
 async fn create(
     server: &Arc<EtcdServer>,
-    meta: &tonic::metadata::MetadataMap,
+    creds: &crate::auth::request::Creds,
     stream_id: u64,
     next_id: &mut i64,
     c: WatchCreateRequest,
     tx: &StreamTx,
 ) -> bool {
     let rev = server.watch.notified_rev();
-    if let Err(e) = watch_permitted(server, meta, &c).await {
+    if let Err(e) = watch_permitted(server, creds, &c).await {
         // etcd answers a refused watch with a created-and-canceled response
         // whose reason is the gRPC error's Go text.
         let reason = match e {
@@ -179,10 +179,10 @@ async fn create(
 /// Read permission on the range exactly as the client asked for it.
 async fn watch_permitted(
     server: &EtcdServer,
-    meta: &tonic::metadata::MetadataMap,
+    creds: &crate::auth::request::Creds,
     c: &WatchCreateRequest,
 ) -> Result<(), EtcdError> {
-    let ai = server.auth_info(meta).await?;
+    let ai = server.auth_info(creds).await?;
     server.auth.check_key(ai.as_ref(), crate::auth::perms::Access::Read, &c.key, &c.range_end)
 }
 
