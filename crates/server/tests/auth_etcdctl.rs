@@ -112,6 +112,8 @@ fn users_roles_and_permissions_match_etcd() {
     p.ok_stdin(&["user", "add", "bob", "--interactive=false"], "bpw\n", "User bob created\n");
     p.ok(&["user", "add", "carol", "--new-user-password", "cpw"], "User carol created\n");
     p.ok(&["user", "add", "nopass", "--no-password"], "User nopass created\n");
+    p.run(&["user", "add", "empty:"]);
+    p.run(&["user", "delete", "empty"]);
     p.ok(&["user", "list"], "alice\nbob\ncarol\nnopass\n");
     p.ok(&["user", "get", "alice"], "User: alice\nRoles:\n");
     p.fails(&["user", "get", "nosuch"], "etcdserver: user name not found");

@@ -43,7 +43,7 @@ impl End<'_> {
             (_, End::Unbounded) => false,
             (End::Key(a), End::Key(b)) => a >= b,
             // `p\0` is the smallest key after `p`.
-            (End::AfterKey(p), End::Key(b)) => b.len() <= p.len() + 1 && is_at_most_after(b, p),
+            (End::AfterKey(p), End::Key(b)) => is_at_most_after(b, p),
             (End::Key(a), End::AfterKey(p)) => *a > *p,
             (End::AfterKey(a), End::AfterKey(b)) => a >= b,
         }
@@ -154,6 +154,9 @@ mod tests {
         assert!(allows(p.iter(), Access::Read, b"a", b"c"));
         assert!(allows(p.iter(), Access::Read, b"a", b"c\0"));
         assert!(!allows(p.iter(), Access::Read, b"a", b"c\0\0"));
+        let point_first = [perm(PermType::Read, "a", b""), perm(PermType::Read, "a\0", b"b")];
+        assert!(allows(point_first.iter(), Access::Read, b"a", b"b"));
+        assert!(!allows(point_first.iter(), Access::Read, b"a", b"b\0"));
         let gap = [perm(PermType::Read, "a", b"b"), perm(PermType::Read, "bb", b"c")];
         assert!(!allows(gap.iter(), Access::Read, b"a", b"c"));
     }
