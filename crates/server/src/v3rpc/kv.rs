@@ -39,7 +39,7 @@ pub fn apply_error(r: ApplyResult) -> Status {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
-        let creds = crate::auth::request::Creds::of(req.metadata());
+        let creds = auth::Creds::of(req.metadata());
         let r = req.into_inner();
         validate::check_range(&r)?;
         if !r.serializable {
@@ -55,7 +55,7 @@ impl Kv for KvService {
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let creds = crate::auth::request::Creds::of(req.metadata());
+        let creds = auth::Creds::of(req.metadata());
         let r = req.into_inner();
         validate::check_put(&r)?;
         let res = self.server.propose_as(InternalRequest { put: Some(r), ..Default::default() }, &creds).await?;
@@ -69,7 +69,7 @@ impl Kv for KvService {
     }
 
     async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
-        let creds = crate::auth::request::Creds::of(req.metadata());
+        let creds = auth::Creds::of(req.metadata());
         let r = req.into_inner();
         validate::check_delete(&r)?;
         let res =
@@ -84,7 +84,7 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        let creds = crate::auth::request::Creds::of(req.metadata());
+        let creds = auth::Creds::of(req.metadata());
         let r = req.into_inner();
         validate::check_txn(&r, self.server.settings.max_txn_ops)?;
         if kvops::is_txn_read_only(&r) {
@@ -112,7 +112,7 @@ impl Kv for KvService {
     }
 
     async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
-        let creds = crate::auth::request::Creds::of(req.metadata());
+        let creds = auth::Creds::of(req.metadata());
         let r = req.into_inner();
         let physical = r.physical;
         let res = self.server.propose_as(InternalRequest { compaction: Some(r), ..Default::default() }, &creds).await?;
