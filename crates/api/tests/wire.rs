@@ -299,5 +299,7 @@ fn services_match_etcd() {
     ] {
         want.push(simple("Auth", m, &format!("Auth{m}")));
     }
+    // etcd 3.5's, served too so 3.5 clients can ask.
+    want.push(simple("Auth", "AuthStatus", "AuthStatus"));
     assert_eq!(got, want);
 }

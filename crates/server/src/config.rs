@@ -147,6 +147,19 @@ pub struct Config {
     #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub experimental_watch_progress_notify_interval: Duration,
 
+    /// Specify auth token specific options: 'simple', or
+    /// 'jwt,pub-key=<path>,priv-key=<path>,sign-method=<alg>,ttl=<duration>'.
+    #[arg(long, env = "ETCD_AUTH_TOKEN", default_value = "simple")]
+    pub auth_token: String,
+
+    /// The lifetime in seconds of the auth token.
+    #[arg(long, env = "ETCD_AUTH_TOKEN_TTL", default_value_t = 300)]
+    pub auth_token_ttl: u64,
+
+    /// Specify bcrypt algorithm cost factor for auth password hashing.
+    #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = crate::auth::DEFAULT_BCRYPT_COST)]
+    pub bcrypt_cost: u32,
+
     /// Configures log level. Only supports debug, info, warn, error, panic, or fatal.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -266,6 +279,10 @@ impl Config {
         match self.logger.as_str() {
             "zap" | "capnslog" => {}
             other => return Err(ConfigError(format!("unknown logger option {other:?}"))),
+        }
+        match self.auth_token.split(',').next().unwrap_or("") {
+            "simple" | "jwt" => {}
+            _ => return Err(ConfigError("auth: invalid auth options".into())),
         }
         self.initial_cluster()?;
         Ok(())

@@ -222,6 +222,10 @@ impl Etcd {
             ),
             Some(_) => {}
         }
+        let tokens = crate::auth::Tokens::from_flag(&cfg.auth_token, Duration::from_secs(cfg.auth_token_ttl))
+            .map_err(StartError::Config)?;
+        let auth = Arc::new(crate::auth::AuthStore::new(tokens, cfg.bcrypt_cost));
+        auth.reload(&backend)?;
         let boot = match boot {
             Some(boot) => boot,
             None => {
@@ -309,6 +313,7 @@ impl Etcd {
             lessor: lessor.clone(),
             membership: membership.clone(),
             alarms: alarms.clone(),
+            auth: auth.clone(),
             watch: watch.clone(),
             wait: wait.clone(),
             applied: applied.clone(),
@@ -395,6 +400,7 @@ impl Etcd {
             ids: ids::IdGenerator::new(member_id),
             membership: membership.clone(),
             alarms,
+            auth,
             leader_channel: Default::default(),
         });
 

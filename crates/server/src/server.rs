@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 
 use crate::alarm::AlarmStore;
 use crate::apply::ApplyResult;
+use crate::auth::{AuthInfo, AuthStore};
 use crate::ids::IdGenerator;
 use crate::lease::Lessor;
 use crate::membership::Membership;
@@ -80,6 +81,7 @@ pub struct EtcdServer {
     pub ids: IdGenerator,
     pub membership: Arc<Membership>,
     pub alarms: Arc<AlarmStore>,
+    pub auth: Arc<AuthStore>,
     /// The leader's peer URL and a channel to it (see [`EtcdServer::leader_peer`]).
     pub leader_channel: parking_lot::Mutex<Option<(String, tonic::transport::Channel)>>,
 }
@@ -124,7 +126,32 @@ impl EtcdServer {
         Ok(PeerClient::new(channel))
     }
 
+    /// The credentials of a client request (see [`crate::auth::request::auth_info`]).
+    pub async fn auth_info(&self, creds: &crate::auth::request::Creds) -> Result<Option<AuthInfo>, EtcdError> {
+        crate::auth::request::auth_info(self, creds).await
+    }
+
+    /// Refuses a request only root may make (when auth is enabled).
+    pub async fn check_admin(&self, creds: &crate::auth::request::Creds) -> Result<(), EtcdError> {
+        let ai = self.auth_info(creds).await?;
+        self.auth.check_admin(ai.as_ref())
+    }
+
+    /// Proposes a client's request with its credentials in the header; the
+    /// apply thread checks its permissions against them.
+    pub async fn propose_as(
+        &self,
+        mut req: InternalRequest,
+        creds: &crate::auth::request::Creds,
+    ) -> Result<ApplyResult, EtcdError> {
+        if let Some(ai) = self.auth_info(creds).await? {
+            req.header = Some(RequestHeader { id: 0, username: ai.username, auth_revision: ai.revision });
+        }
+        self.propose(req).await
+    }
+
     /// Proposes `req` through raft and waits for the result of applying it.
+    /// Credentials already in its header are kept.
     pub async fn propose(&self, mut req: InternalRequest) -> Result<ApplyResult, EtcdError> {
         let applied = self.applied.load(Ordering::Acquire);
         let committed = self.raft.commit.load(Ordering::Acquire);
@@ -133,7 +160,8 @@ impl EtcdServer {
         }
         self.check_quota(&req).await?;
         let id = self.ids.next();
-        req.header = Some(RequestHeader { id, ..Default::default() });
+        let creds = req.header.take().unwrap_or_default();
+        req.header = Some(RequestHeader { id, ..creds });
         let data = req.encode_to_vec();
         if data.len() > self.settings.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
@@ -252,8 +280,17 @@ impl EtcdServer {
                 for id in server.lessor.take_expired(Duration::from_secs(3), 500) {
                     let s = server.clone();
                     tokio::spawn(async move {
-                        let req =
-                            InternalRequest { lease_revoke: Some(LeaseRevokeRequest { id }), ..Default::default() };
+                        // The server revokes as root, as etcd does.
+                        let header = RequestHeader {
+                            id: 0,
+                            username: crate::auth::ROOT_USER.to_string(),
+                            auth_revision: s.auth.revision(),
+                        };
+                        let req = InternalRequest {
+                            header: Some(header),
+                            lease_revoke: Some(LeaseRevokeRequest { id }),
+                            ..Default::default()
+                        };
                         if let Err(e) = s.propose(req).await {
                             tracing::warn!("failed to revoke expired lease {id:x}: {e}");
                         }

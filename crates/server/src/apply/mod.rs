@@ -44,6 +44,7 @@ pub enum ApplyResult {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     Alarm(AlarmResponse),
+    Auth(crate::auth::apply::AuthApplied),
     /// Applied; nothing to report (member attributes).
     Done,
     /// A membership change was applied: the members now.
@@ -57,6 +58,7 @@ pub struct Applier {
     pub lessor: Arc<Lessor>,
     pub membership: Arc<Membership>,
     pub alarms: Arc<AlarmStore>,
+    pub auth: Arc<crate::auth::AuthStore>,
     pub watch: Arc<WatchHub>,
     pub wait: Arc<Wait<ApplyResult>>,
     pub applied: Arc<AtomicU64>,
@@ -167,16 +169,27 @@ impl Applier {
             }
         };
         let id = req.header.as_ref().map(|h| h.id).unwrap_or(0);
-        let result = self.apply_request(btx, req);
+        let result = self.apply_request(btx, req, e.index);
         Some((id, result))
     }
 
-    fn apply_request(&mut self, btx: &mut BatchTx<'_>, req: InternalRequest) -> ApplyResult {
+    fn apply_request(&mut self, btx: &mut BatchTx<'_>, req: InternalRequest, index: u64) -> ApplyResult {
+        if let Err(e) = crate::auth::request::check_proposal(&self.auth, &self.lessor, &req) {
+            return ApplyResult::Error(e);
+        }
         if let Some(a) = req.alarm {
             return self.apply_alarm(btx, &a);
         }
         if let Some(e) = self.alarms.refuses(write_kind(&req)) {
             return ApplyResult::Error(e);
+        }
+        if req.auth.is_some() {
+            let ai = crate::auth::request::proposer(&req);
+            let a = req.auth.unwrap_or_default();
+            return match self.auth.apply(btx, ai.as_ref(), a, index) {
+                Ok(r) => ApplyResult::Auth(r),
+                Err(e) => ApplyResult::Error(e),
+            };
         }
         if let Some(p) = req.put {
             let txn = TxnRequest {
@@ -375,7 +388,8 @@ impl Applier {
             .map_err(|e| e.to_string())
             .and_then(|()| self.lessor.reload(&self.backend, &self.kv).map_err(|e| e.to_string()))
             .and_then(|()| self.membership.reload(&self.backend).map_err(|e| e.to_string()))
-            .and_then(|()| self.alarms.reload(&self.backend).map_err(|e| e.to_string()));
+            .and_then(|()| self.alarms.reload(&self.backend).map_err(|e| e.to_string()))
+            .and_then(|()| self.auth.reload(&self.backend).map_err(|e| e.to_string()));
         if let Err(e) = installed {
             tracing::error!("installing the snapshot at index {index} failed: {e}; stopping");
             std::process::exit(1);

@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status};
 use super::validate;
 use crate::apply::kv::{self as kvops, PinnedRead};
 use crate::apply::ApplyResult;
+use crate::auth::request as auth;
 use crate::server::EtcdServer;
 
 pub struct KvService {
@@ -39,22 +40,27 @@ pub fn apply_error(r: ApplyResult) -> Status {
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         crate::metrics::get().range_total.inc();
+        let creds = auth::Creds::of(req.metadata());
         let r = req.into_inner();
         validate::check_range(&r)?;
         if !r.serializable {
             self.server.linearizable_read().await?;
         }
+        let ai = self.server.auth_info(&creds).await?;
+        auth::check_range(&self.server.auth, ai.as_ref(), &r)?;
         let mut view = PinnedRead::new(&self.server.kv);
         let mut resp = kvops::range(&mut view, &r)?;
+        self.server.auth.check_unchanged(ai.as_ref())?;
         self.server.fill_header(&mut resp.header);
         Ok(Response::new(resp))
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         crate::metrics::get().put_total.inc();
+        let creds = auth::Creds::of(req.metadata());
         let r = req.into_inner();
         validate::check_put(&r)?;
-        let res = self.server.propose(InternalRequest { put: Some(r), ..Default::default() }).await?;
+        let res = self.server.propose_as(InternalRequest { put: Some(r), ..Default::default() }, &creds).await?;
         match res {
             ApplyResult::Put(mut resp) => {
                 self.server.fill_header(&mut resp.header);
@@ -66,9 +72,11 @@ impl Kv for KvService {
 
     async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
         crate::metrics::get().delete_total.inc();
+        let creds = auth::Creds::of(req.metadata());
         let r = req.into_inner();
         validate::check_delete(&r)?;
-        let res = self.server.propose(InternalRequest { delete_range: Some(r), ..Default::default() }).await?;
+        let res =
+            self.server.propose_as(InternalRequest { delete_range: Some(r), ..Default::default() }, &creds).await?;
         match res {
             ApplyResult::DeleteRange(mut resp) => {
                 self.server.fill_header(&mut resp.header);
@@ -80,20 +88,24 @@ impl Kv for KvService {
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         crate::metrics::get().txn_total.inc();
+        let creds = auth::Creds::of(req.metadata());
         let r = req.into_inner();
         validate::check_txn(&r, self.server.settings.max_txn_ops)?;
         if kvops::is_txn_read_only(&r) {
             if !is_txn_serializable(&r) {
                 self.server.linearizable_read().await?;
             }
+            let ai = self.server.auth_info(&creds).await?;
+            auth::check_txn(&self.server.auth, &self.server.lessor, ai.as_ref(), &r)?;
             let mut view = PinnedRead::new(&self.server.kv);
             let path = kvops::txn_path(&mut view, &r);
             kvops::check_txn(&mut view, &r, &path, &mut 0, None)?;
             let mut resp = kvops::run_read_txn(&mut view, &r, &path, &mut 0);
+            self.server.auth.check_unchanged(ai.as_ref())?;
             self.server.fill_header(&mut resp.header);
             return Ok(Response::new(resp));
         }
-        let res = self.server.propose(InternalRequest { txn: Some(r), ..Default::default() }).await?;
+        let res = self.server.propose_as(InternalRequest { txn: Some(r), ..Default::default() }, &creds).await?;
         match res {
             ApplyResult::Txn(mut resp) => {
                 self.server.fill_header(&mut resp.header);
@@ -104,9 +116,10 @@ impl Kv for KvService {
     }
 
     async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+        let creds = auth::Creds::of(req.metadata());
         let r = req.into_inner();
         let physical = r.physical;
-        let res = self.server.propose(InternalRequest { compaction: Some(r), ..Default::default() }).await?;
+        let res = self.server.propose_as(InternalRequest { compaction: Some(r), ..Default::default() }, &creds).await?;
         match res {
             ApplyResult::Compaction(mut resp, done) => {
                 if physical {

@@ -30,12 +30,13 @@ type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, 
 #[tonic::async_trait]
 impl Lease for LeaseService {
     async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
+        let creds = crate::auth::request::Creds::of(req.metadata());
         let mut r = req.into_inner();
         if r.id == 0 {
             // Server-chosen ids are positive (etcd masks the sign bit).
             r.id = (self.server.ids.next() & (i64::MAX as u64)) as i64;
         }
-        match self.server.propose(InternalRequest { lease_grant: Some(r), ..Default::default() }).await? {
+        match self.server.propose_as(InternalRequest { lease_grant: Some(r), ..Default::default() }, &creds).await? {
             ApplyResult::LeaseGrant(mut resp) => {
                 self.server.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -45,8 +46,9 @@ impl Lease for LeaseService {
     }
 
     async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let creds = crate::auth::request::Creds::of(req.metadata());
         let r = req.into_inner();
-        match self.server.propose(InternalRequest { lease_revoke: Some(r), ..Default::default() }).await? {
+        match self.server.propose_as(InternalRequest { lease_revoke: Some(r), ..Default::default() }, &creds).await? {
             ApplyResult::LeaseRevoke(mut resp) => {
                 self.server.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -89,7 +91,9 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let creds = crate::auth::request::Creds::of(req.metadata());
         let r = req.into_inner();
+        let ai = self.server.auth_info(&creds).await?;
         let header = Some(self.server.header(self.server.kv.rev()));
         let mut resp = if self.server.lessor.is_primary() {
             self.server.lessor.time_to_live_response(r.id, r.keys)
@@ -98,6 +102,10 @@ impl Lease for LeaseService {
             let mut leader = self.server.leader_peer()?;
             leader.lease_time_to_live(r).await?.into_inner()
         };
+        // The attached keys are shown only to whom may read them all.
+        for key in &resp.keys {
+            self.server.auth.check_key(ai.as_ref(), crate::auth::perms::Access::Read, key, &[])?;
+        }
         resp.header = header;
         Ok(Response::new(resp))
     }

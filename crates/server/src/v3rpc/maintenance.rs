@@ -63,7 +63,11 @@ impl Maintenance for MaintenanceService {
     }
 
     /// Rewrites the backend file without its free pages; writes wait.
-    async fn defragment(&self, _req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+    async fn defragment(&self, req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+        self.server
+            .check_admin(&crate::auth::request::Creds::of(req.metadata()))
+            .await
+            .map_err(crate::auth::untranslated)?;
         let s = self.server.clone();
         tracing::info!("starting to defragment the backend");
         let started = std::time::Instant::now();
@@ -71,6 +75,7 @@ impl Maintenance for MaintenanceService {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| Status::internal(format!("etcdserver: defragment failed: {e}")))?;
+        crate::metrics::get().defrag.observe(started.elapsed().as_secs_f64());
         tracing::info!(
             "finished defragmenting the backend in {:?} (size {})",
             started.elapsed(),
@@ -79,7 +84,11 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(DefragmentResponse { header: Some(self.server.header(self.server.kv.rev())) }))
     }
 
-    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.server
+            .check_admin(&crate::auth::request::Creds::of(req.metadata()))
+            .await
+            .map_err(crate::auth::untranslated)?;
         let s = self.server.clone();
         let hash = tokio::task::spawn_blocking(move || backend_hash(&s))
             .await
@@ -88,6 +97,10 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        self.server
+            .check_admin(&crate::auth::request::Creds::of(req.metadata()))
+            .await
+            .map_err(crate::auth::untranslated)?;
         let rev = req.into_inner().revision;
         let s = self.server.clone();
         let h = tokio::task::spawn_blocking(move || s.kv.hash_kv(rev))
@@ -105,7 +118,11 @@ impl Maintenance for MaintenanceService {
 
     /// Streams a consistent copy of the backend and its SHA-256 (see
     /// [`crate::backup`]).
-    async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+    async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+        self.server
+            .check_admin(&crate::auth::request::Creds::of(req.metadata()))
+            .await
+            .map_err(crate::auth::untranslated)?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let s = self.server.clone();
         tokio::task::spawn_blocking(move || {

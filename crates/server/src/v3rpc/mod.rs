@@ -51,7 +51,7 @@ pub fn routes(server: &Arc<EtcdServer>) -> axum::Router {
     let maintenance = MaintenanceServer::new(maintenance::MaintenanceService { server: server.clone() })
         .max_decoding_message_size(max_recv)
         .max_encoding_message_size(max_send);
-    let auth = AuthServer::new(auth::AuthService).max_decoding_message_size(max_recv);
+    let auth = AuthServer::new(auth::AuthService { server: server.clone() }).max_decoding_message_size(max_recv);
     tonic::service::Routes::new(kv)
         .add_service(watch)
         .add_service(lease)

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use futures::Stream;
 use prost::Message as _;
+use retcd_api::errors::EtcdError;
 use retcd_api::etcdserverpb::watch_request::RequestUnion;
 use retcd_api::etcdserverpb::watch_server::Watch;
 use retcd_api::etcdserverpb::{watch_create_request::FilterType, WatchCreateRequest, WatchRequest, WatchResponse};
@@ -38,6 +39,8 @@ impl Watch for WatchService {
     type WatchStream = WatchStream;
 
     async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
+        // Each create is checked against the stream's token, as etcd does.
+        let creds = crate::auth::request::Creds::of(req.metadata());
         let mut inbound = req.into_inner();
         let stream_id = NEXT_STREAM.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::channel::<StreamMsg>(STREAM_QUEUE);
@@ -64,7 +67,7 @@ impl Watch for WatchService {
                 };
                 let alive = match req.request_union {
                     Some(RequestUnion::CreateRequest(c)) => {
-                        create(&recv_server, stream_id, &mut next_id, c, &recv_tx).await
+                        create(&recv_server, &creds, stream_id, &mut next_id, c, &recv_tx).await
                     }
                     Some(RequestUnion::CancelRequest(c)) => {
                         // Cancelling an unknown watch is silently ignored, as etcd.
@@ -119,12 +122,29 @@ impl Watch for WatchService {
 /// Handles a create request; false if the stream is gone.
 async fn create(
     server: &Arc<EtcdServer>,
+    creds: &crate::auth::request::Creds,
     stream_id: u64,
     next_id: &mut i64,
     c: WatchCreateRequest,
     tx: &StreamTx,
 ) -> bool {
     let rev = server.watch.notified_rev();
+    if let Err(e) = watch_permitted(server, creds, &c).await {
+        // etcd answers a refused watch with a created-and-canceled response
+        // whose reason is the gRPC error's Go text.
+        let reason = match e {
+            EtcdError::InvalidAuthToken | EtcdError::AuthOldRevision | EtcdError::UserEmpty => e,
+            _ => EtcdError::PermissionDenied,
+        };
+        let code = match reason.code() {
+            tonic::Code::Unauthenticated => "Unauthenticated",
+            tonic::Code::InvalidArgument => "InvalidArgument",
+            _ => "PermissionDenied",
+        };
+        let reason = format!("rpc error: code = {code} desc = {}", reason.message());
+        let msg = StreamMsg::Created { watch_id: -1, revision: rev, canceled: true, reason };
+        return tx.send(msg).await.is_ok();
+    }
     let range_empty = !c.range_end.is_empty() && c.range_end != [0] && c.key >= c.range_end;
     let id = if c.watch_id != 0 { c.watch_id } else { auto_id(server, stream_id, next_id) };
     let error = if range_empty {
@@ -154,6 +174,16 @@ async fn create(
     }
     server.watch.add(stream_id, id, spec, start, tx.clone());
     true
+}
+
+/// Read permission on the range exactly as the client asked for it.
+async fn watch_permitted(
+    server: &EtcdServer,
+    creds: &crate::auth::request::Creds,
+    c: &WatchCreateRequest,
+) -> Result<(), EtcdError> {
+    let ai = server.auth_info(creds).await?;
+    server.auth.check_key(ai.as_ref(), crate::auth::perms::Access::Read, &c.key, &c.range_end)
 }
 
 fn auto_id(server: &EtcdServer, stream_id: u64, next_id: &mut i64) -> i64 {
