@@ -52,16 +52,16 @@ impl Client {
     }
 
     pub async fn txn(&self, r: TxnRequest) -> Result<TxnResponse, Status> {
-        Ok(self.kv().txn(request(r, &self.metadata)).await?.into_inner())
+        Ok(self.kv().txn(request(r, &self.metadata)).await.map_err(as_client_error)?.into_inner())
     }
 
     pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse, Status> {
-        Ok(self.kv().range(request(r, &self.metadata)).await?.into_inner())
+        Ok(self.kv().range(request(r, &self.metadata)).await.map_err(as_client_error)?.into_inner())
     }
 
     pub async fn delete(&self, key: Vec<u8>) -> Result<Option<ResponseHeader>, Status> {
         let r = DeleteRangeRequest { key, ..Default::default() };
-        Ok(self.kv().delete_range(request(r, &self.metadata)).await?.into_inner().header)
+        Ok(self.kv().delete_range(request(r, &self.metadata)).await.map_err(as_client_error)?.into_inner().header)
     }
 
     /// Deletes `key` if its create revision is `revision`; the txn's header.
@@ -83,7 +83,7 @@ impl Client {
         }
         let svc = LeaseService { server: self.server.clone() };
         let r = LeaseGrantRequest { ttl: SESSION_TTL, id: 0 };
-        Ok(svc.lease_grant(request(r, &self.metadata)).await?.into_inner().id)
+        Ok(svc.lease_grant(request(r, &self.metadata)).await.map_err(as_client_error)?.into_inner().id)
     }
 
     /// The key under `prefix` created first (ascending) or last.
@@ -111,7 +111,7 @@ impl Client {
         // as the response stream is read.
         let reqs = futures::stream::iter([create]).chain(futures::stream::pending());
         let svc = WatchService { server: self.server.clone() };
-        let resp = svc.watch(request(request_stream(reqs), &self.metadata)).await?;
+        let resp = svc.watch(request(request_stream(reqs), &self.metadata)).await.map_err(as_client_error)?;
         Ok(WatchReader { stream: resp.into_inner() })
     }
 
@@ -214,6 +214,17 @@ impl Drop for DeleteOnDrop {
                 Some(rev) => c.delete_if_created_at(key, rev).await.map(|_| ()),
             };
         });
+    }
+}
+
+/// An error of an inner call, as etcd's lock and election servers pass it
+/// on: their client library turns etcd's own errors into plain errors, which
+/// reach the caller with gRPC code Unknown and the same text.
+pub fn as_client_error(s: Status) -> Status {
+    if s.message().starts_with("etcdserver: ") {
+        Status::unknown(s.message().to_string())
+    } else {
+        s
     }
 }
 
