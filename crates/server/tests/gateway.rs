@@ -284,3 +284,45 @@ fn gateway_matches_etcd() {
         assert_eq!(g, w, "retcd (left) differs from etcd (right)");
     }
 }
+
+/// The lock and election paths through the gateway.
+fn lock_election_scenario(server: &Server) -> Vec<Exchange> {
+    let mut h = Http::new(server);
+    let name = b64("gwlock");
+    h.post("v3/lease/grant", r#"{"TTL":60,"ID":"9501"}"#);
+    h.post("v3/lease/grant", r#"{"TTL":60,"ID":"9502"}"#);
+    let lock = h.post("v3/lock/lock", &format!(r#"{{"name":"{name}","lease":"9501"}}"#));
+    h.post("v3/lock/unlock", &format!(r#"{{"key":"{}"}}"#, lock["key"].as_str().unwrap()));
+
+    let el = b64("gwelect");
+    h.post("v3/election/leader", &format!(r#"{{"name":"{el}"}}"#));
+    let won = h.post("v3/election/campaign", &format!(r#"{{"name":"{el}","lease":"9502","value":"{}"}}"#, b64("v1")));
+    let leader = won["leader"].to_string();
+    h.post("v3/election/proclaim", &format!(r#"{{"leader":{leader},"value":"{}"}}"#, b64("v2")));
+    h.post("v3/election/leader", &format!(r#"{{"name":"{el}"}}"#));
+    h.stream("v3/election/observe", &format!(r#"{{"name":"{el}"}}"#), 1, Duration::from_secs(10));
+    h.post("v3/election/proclaim", &format!(r#"{{"value":"{}"}}"#, b64("v3")));
+    h.post("v3/election/resign", &format!(r#"{{"leader":{leader}}}"#));
+    h.post("v3/election/proclaim", &format!(r#"{{"leader":{leader},"value":"{}"}}"#, b64("v4")));
+    h.post("v3beta/election/leader", &format!(r#"{{"name":"{el}"}}"#));
+    h.log
+}
+
+#[test]
+fn gateway_lock_and_election_match_etcd() {
+    if require_tool("curl").is_none() {
+        return;
+    }
+    let retcd = Server::start(Kind::Retcd, std::path::Path::new(RETCD), &[]);
+    let got = lock_election_scenario(&retcd);
+    drop(retcd);
+    assert_eq!(got[2].status, 200, "{:?}", got[2]);
+    let Some(etcd_bin) = require_tool("etcd") else { return };
+    let etcd = Server::start(Kind::Etcd, &etcd_bin, &[]);
+    let want = lock_election_scenario(&etcd);
+    drop(etcd);
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g, w, "retcd (left) differs from etcd (right)");
+    }
+}

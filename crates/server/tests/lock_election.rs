@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
+use retcd_api::etcdserverpb::kv_client::KvClient;
 use retcd_api::etcdserverpb::lease_client::LeaseClient;
-use retcd_api::etcdserverpb::{LeaseGrantRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest};
+use retcd_api::etcdserverpb::{LeaseGrantRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest, RangeRequest};
 use retcd_api::v3electionpb::election_client::ElectionClient;
 use retcd_api::v3electionpb::{CampaignRequest, LeaderKey, LeaderRequest, ProclaimRequest, ResignRequest};
 use retcd_api::v3lockpb::lock_client::LockClient;
@@ -107,6 +108,26 @@ async fn lock_waits_for_the_holder_and_cleans_up() {
         revoke(&ch, 0x238d).await;
         let b = within("B", b).await.unwrap().unwrap().into_inner();
         log.push(format!("B {} rev {}", text(&b.key), b.header.unwrap().revision));
+
+        // A waiter whose caller gives up takes its key away with it.
+        grant(&ch, 0x238f, 60).await;
+        let mut locker = LockClient::new(ch.clone());
+        let c = locker.lock(LockRequest { name: b"l".to_vec(), lease: 0x238f });
+        log.push(format!("C gave up: {}", tokio::time::timeout(BLOCKED, c).await.is_err()));
+        let mut keys = Vec::new();
+        for _ in 0..50 {
+            let r = KvClient::new(ch.clone())
+                .range(RangeRequest { key: b"l/".to_vec(), range_end: b"l0".to_vec(), ..Default::default() })
+                .await
+                .unwrap()
+                .into_inner();
+            keys = r.kvs.iter().map(|kv| text(&kv.key)).collect::<Vec<_>>();
+            if keys.len() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        log.push(format!("keys after C gave up: {keys:?}"));
         let unlocked = LockClient::new(ch.clone()).unlock(UnlockRequest { key: b.key }).await.unwrap();
         log.push(format!("unlock rev {}", unlocked.into_inner().header.unwrap().revision));
 
