@@ -92,6 +92,23 @@ impl Http {
         (status.parse().unwrap(), body.to_string())
     }
 
+    /// POSTs a body too large for a command line (from a file); records
+    /// the status and the error body.
+    fn post_large(&mut self, path: &str, what: &str, body: &str) {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), body).unwrap();
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "20", "-X", "POST", "-w", "\n%{http_code}"])
+            .arg(format!("{}/{path}", self.base))
+            .arg("--data-binary")
+            .arg(format!("@{}", file.path().display()))
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (body, status) = text.rsplit_once('\n').unwrap();
+        self.log.push(Exchange { what: format!("{path} {what}"), status: status.parse().unwrap(), body: parse(body) });
+    }
+
     /// POSTs and records the exchange; returns the unmasked JSON body.
     fn post(&mut self, path: &str, body: &str) -> Value {
         let (status, text) = self.raw("POST", path, body);
@@ -256,6 +273,16 @@ fn scenario(server: &Server) -> Vec<Exchange> {
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["error"], v["message"], "{text}");
         h.log.push(Exchange { what: format!("{path} {body}"), status, body: v["code"].clone() });
+    }
+    // Oversized: over --max-request-bytes (etcd's error), and over the gRPC
+    // receive limit behind etcd's gateway (grpc-go's).
+    for size in [1_700_000, 2_200_000] {
+        let value = b64(&"x".repeat(size));
+        h.post_large(
+            "v3/kv/put",
+            &format!("{size} bytes"),
+            &format!(r#"{{"key":"{}","value":"{value}"}}"#, b64("big")),
+        );
     }
     let (status, text) = h.raw("POST", "v3/no/such/path", "{}");
     h.log.push(Exchange { what: "unknown path".into(), status, body: Value::String(text) });

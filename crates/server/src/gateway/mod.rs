@@ -222,7 +222,21 @@ async fn read_request<Req: Message + Default>(call: &mut Call, desc: &MessageDes
     let limit = max_body(&call.server);
     let body = std::mem::take(&mut call.body);
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| error(&Status::invalid_argument(e.to_string())))?;
-    json::decode(desc, &bytes).map_err(|e| error(&Status::invalid_argument(e)))
+    let req: Req = json::decode(desc, &bytes).map_err(|e| error(&Status::invalid_argument(e)))?;
+    check_size(&call.server, &req).map_err(|s| error(&s))?;
+    Ok(req)
+}
+
+/// The gRPC receive limit the request would meet on the wire (etcd's
+/// gateway forwards over gRPC, so an oversized request gets grpc-go's
+/// error there).
+fn check_size<Req: Message>(server: &EtcdServer, req: &Req) -> Result<(), Status> {
+    let limit = server.settings.max_request_bytes + crate::v3rpc::GRPC_OVERHEAD_BYTES;
+    let len = req.encoded_len();
+    if len > limit {
+        return Err(Status::resource_exhausted(format!("grpc: received message larger than max ({len} vs. {limit})")));
+    }
+    Ok(())
 }
 
 async fn unary<Req, Resp, F, Fut>(mut call: Call, service: &str, method: &str, f: F) -> Response
@@ -355,7 +369,7 @@ where
         futures::future::ready(chunk.map(|c| Ok::<Bytes, Infallible>(Bytes::from(c))))
     });
     let mut resp = Response::new(Body::from_stream(chunks));
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    json_headers(&mut resp);
     resp
 }
 
@@ -414,8 +428,19 @@ fn http_status(code: tonic::Code) -> StatusCode {
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    json_headers(&mut resp);
     resp
+}
+
+/// The content type, and on success the gRPC response metadata header
+/// grpc-gateway copies through.
+fn json_headers(resp: &mut Response) {
+    let ok = resp.status() == StatusCode::OK;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if ok {
+        h.insert("grpc-metadata-content-type", HeaderValue::from_static("application/grpc"));
+    }
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response {
@@ -433,4 +458,32 @@ fn with_cors(mut resp: Response) -> Response {
     h.insert("access-control-allow-methods", HeaderValue::from_static("POST, GET, OPTIONS, PUT, DELETE"));
     h.insert("access-control-allow-headers", HeaderValue::from_static("accept, content-type, authorization"));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn authorization_header_becomes_token_metadata() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("tok.123"));
+        let md = metadata(&headers);
+        assert_eq!(md.get("authorization").unwrap(), "tok.123");
+        assert_eq!(md.get("token").unwrap(), "tok.123");
+        assert!(metadata(&HeaderMap::new()).is_empty());
+    }
+
+    #[test]
+    fn errors_are_grpc_gateway_bodies_with_its_http_status() {
+        let resp = error(&Status::not_found("etcdserver: requested lease not found"));
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        let chunk = String::from_utf8(stream_error(&Status::out_of_range("x \"y\""))).unwrap();
+        assert_eq!(
+            chunk,
+            r#"{"error":{"grpc_code":11,"http_code":400,"message":"x \"y\"","http_status":"Bad Request"}}"#
+        );
+        assert_eq!(http_status(tonic::Code::FailedPrecondition), StatusCode::PRECONDITION_FAILED);
+    }
 }

@@ -36,7 +36,7 @@ pub fn unimplemented(what: &str) -> Status {
 /// (etcd sets its gRPC receive limit to max-request-bytes + 512 KiB so that a
 /// slightly oversized request gets etcd's "request is too large" error rather
 /// than a transport error).
-const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+pub(crate) const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// The gRPC routes of every service, as an axum router.
 pub fn routes(server: &Arc<EtcdServer>) -> axum::Router {
