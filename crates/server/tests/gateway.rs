@@ -286,8 +286,17 @@ fn scenario(server: &Server) -> Vec<Exchange> {
     }
     let (status, text) = h.raw("POST", "v3/no/such/path", "{}");
     h.log.push(Exchange { what: "unknown path".into(), status, body: Value::String(text) });
-    let (status, text) = h.raw("GET", "v3/kv/range", "");
-    h.log.push(Exchange { what: "GET".into(), status, body: Value::String(text) });
+    for (method, path) in [
+        ("GET", "v3/kv/range"),
+        ("PUT", "v3beta/watch"),
+        ("GET", "v3/no/such/path"),
+        ("POST", "v3/"),
+        ("POST", "v3/kv/range/extra"),
+        ("OPTIONS", "v3/kv/range"),
+    ] {
+        let (status, text) = h.raw(method, path, "");
+        h.log.push(Exchange { what: format!("{method} {path}"), status, body: Value::String(text) });
+    }
     h.log
 }
 

@@ -22,8 +22,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 use futures::{Stream, StreamExt};
 use prost::Message;
@@ -48,10 +48,65 @@ use crate::v3rpc::{auth, cluster, election, kv, lease, lock, maintenance, watch}
 /// The gateway's routes, to be merged with the gRPC ones.
 pub fn routes(server: &Arc<EtcdServer>) -> axum::Router {
     axum::Router::new()
+        .route("/v3/", axum::routing::any(handle))
         .route("/v3/{*path}", axum::routing::any(handle))
+        .route("/v3beta/", axum::routing::any(handle))
         .route("/v3beta/{*path}", axum::routing::any(handle))
         .with_state(server.clone())
 }
+
+/// Every path served (after `/v3/`), for telling a wrong method (405) from
+/// an unknown path (404).
+const PATHS: &[&str] = &[
+    "kv/range",
+    "kv/put",
+    "kv/deleterange",
+    "kv/txn",
+    "kv/compaction",
+    "watch",
+    "lease/grant",
+    "lease/revoke",
+    "kv/lease/revoke",
+    "lease/keepalive",
+    "lease/timetolive",
+    "kv/lease/timetolive",
+    "lease/leases",
+    "kv/lease/leases",
+    "cluster/member/add",
+    "cluster/member/remove",
+    "cluster/member/update",
+    "cluster/member/list",
+    "cluster/member/promote",
+    "maintenance/alarm",
+    "maintenance/status",
+    "maintenance/defragment",
+    "maintenance/hash",
+    "maintenance/snapshot",
+    "maintenance/transfer-leadership",
+    "auth/enable",
+    "auth/disable",
+    "auth/authenticate",
+    "auth/user/add",
+    "auth/user/get",
+    "auth/user/list",
+    "auth/user/delete",
+    "auth/user/changepw",
+    "auth/user/grant",
+    "auth/user/revoke",
+    "auth/role/add",
+    "auth/role/get",
+    "auth/role/list",
+    "auth/role/delete",
+    "auth/role/grant",
+    "auth/role/revoke",
+    "lock/lock",
+    "lock/unlock",
+    "election/campaign",
+    "election/proclaim",
+    "election/leader",
+    "election/observe",
+    "election/resign",
+];
 
 /// What one gateway call has to work with.
 struct Call {
@@ -70,17 +125,27 @@ macro_rules! unary {
 
 async fn handle(
     State(server): State<Arc<EtcdServer>>,
-    Path(path): Path<String>,
+    uri: Uri,
     method: Method,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let path = uri.path();
+    let path = path.strip_prefix("/v3/").or_else(|| path.strip_prefix("/v3beta/")).unwrap_or(path);
+    // etcd answers CORS preflights on every path with an empty 200.
+    if method == Method::OPTIONS {
+        return with_cors(Response::new(Body::empty()));
+    }
     if method != Method::POST {
-        return with_cors(plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n"));
+        return with_cors(if PATHS.contains(&path) {
+            plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n")
+        } else {
+            plain(StatusCode::NOT_FOUND, "Not Found\n")
+        });
     }
     let s = server.clone();
     let call = Call { server, body, metadata: metadata(&headers) };
-    let resp = match path.as_str() {
+    let resp = match path {
         "kv/range" => unary!(call, kv::KvService { server: s }, "etcdserverpb.KV", "Range", range),
         "kv/put" => unary!(call, kv::KvService { server: s }, "etcdserverpb.KV", "Put", put),
         "kv/deleterange" => unary!(call, kv::KvService { server: s }, "etcdserverpb.KV", "DeleteRange", delete_range),
