@@ -206,9 +206,45 @@ async fn election_campaign_proclaim_observe_resign() {
         log.push(format!("stale proclaim: {}", stale.map(|_| "ok".to_string()).unwrap_or_else(err)));
         let missing = el().proclaim(ProclaimRequest { leader: None, value: b"x".to_vec() }).await;
         log.push(format!("no leader key: {}", missing.map(|_| "ok".to_string()).unwrap_or_else(err)));
+        // A candidate whose caller gives up resigns (its key goes).
+        grant(&ch, 0x2443, 60).await;
+        let mut quitter = el();
+        let c = quitter.campaign(CampaignRequest { name: b"e".to_vec(), lease: 0x2443, value: b"c".to_vec() });
+        log.push(format!("C gave up: {}", tokio::time::timeout(BLOCKED, c).await.is_err()));
+        let mut keys = Vec::new();
+        for _ in 0..50 {
+            let r = KvClient::new(ch.clone())
+                .range(RangeRequest { key: b"e/".to_vec(), range_end: b"e0".to_vec(), ..Default::default() })
+                .await
+                .unwrap()
+                .into_inner();
+            keys = r.kvs.iter().map(|kv| text(&kv.key)).collect::<Vec<_>>();
+            if keys.len() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        log.push(format!("keys after C gave up: {keys:?}"));
+
         el().resign(ResignRequest { leader: Some(b_leader) }).await.unwrap();
         let none = el().leader(LeaderRequest { name: b"e".to_vec() }).await;
         log.push(format!("leader after: {}", none.map(|_| "some".to_string()).unwrap_or_else(err)));
+
+        // Observing an election nobody leads yet waits for the first leader.
+        // (etcd sends the stream's headers with its first message, so the
+        // observe call itself only returns once there is a leader.)
+        let ch3 = ch.clone();
+        let waiting = tokio::spawn(async move {
+            let mut stream =
+                ElectionClient::new(ch3).observe(LeaderRequest { name: b"e".to_vec() }).await?.into_inner();
+            stream.message().await
+        });
+        tokio::time::sleep(BLOCKED).await;
+        let mut candidate = el();
+        let d = candidate.campaign(CampaignRequest { name: b"e".to_vec(), lease: 0x2441, value: b"d".to_vec() });
+        let d = within("D", d).await.unwrap().into_inner();
+        log.push(format!("D leads: {}", leader_key(&d.leader.unwrap())));
+        log.push(seen(within("observe", waiting).await.unwrap().unwrap().unwrap()));
         log
     })
     .await;
