@@ -107,12 +107,15 @@ impl Client {
                 ..Default::default()
             })),
         };
-        // The request side stays open (pending) so the watch lives as long
-        // as the response stream is read.
-        let reqs = futures::stream::iter([create]).chain(futures::stream::pending());
+        // The request side stays open while the reader lives (it holds the
+        // sender), and closes when it is dropped, so the service's tasks for
+        // this stream end with it.
+        let (requests, rx) = tokio::sync::mpsc::channel(1);
+        let _ = requests.try_send(create);
+        let reqs = tokio_stream::wrappers::ReceiverStream::new(rx);
         let svc = WatchService { server: self.server.clone() };
         let resp = svc.watch(request(request_stream(reqs), &self.metadata)).await.map_err(as_client_error)?;
-        Ok(WatchReader { stream: resp.into_inner() })
+        Ok(WatchReader { stream: resp.into_inner(), _requests: requests })
     }
 
     /// Waits until `key` is deleted, watching from `revision`.
@@ -267,6 +270,7 @@ type BoxedWatch =
 /// Reads a watch response stream one message at a time.
 pub struct WatchReader {
     stream: BoxedWatch,
+    _requests: tokio::sync::mpsc::Sender<WatchRequest>,
 }
 
 impl WatchReader {
