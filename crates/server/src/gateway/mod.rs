@@ -212,27 +212,27 @@ async fn handle(
             unary(call, "etcdserverpb.Maintenance", "MoveLeader", move |r| async move { svc.move_leader(r).await })
                 .await
         }
-        "auth/enable" => unary!(call, auth::AuthService, "etcdserverpb.Auth", "AuthEnable", auth_enable),
-        "auth/disable" => unary!(call, auth::AuthService, "etcdserverpb.Auth", "AuthDisable", auth_disable),
-        "auth/authenticate" => unary!(call, auth::AuthService, "etcdserverpb.Auth", "Authenticate", authenticate),
-        "auth/user/add" => unary!(call, auth::AuthService, "etcdserverpb.Auth", "UserAdd", user_add),
-        "auth/user/get" => unary!(call, auth::AuthService, "etcdserverpb.Auth", "UserGet", user_get),
-        "auth/user/list" => unary!(call, auth::AuthService, "etcdserverpb.Auth", "UserList", user_list),
-        "auth/user/delete" => unary!(call, auth::AuthService, "etcdserverpb.Auth", "UserDelete", user_delete),
+        "auth/enable" => unary!(call, auth_service(&s), "etcdserverpb.Auth", "AuthEnable", auth_enable),
+        "auth/disable" => unary!(call, auth_service(&s), "etcdserverpb.Auth", "AuthDisable", auth_disable),
+        "auth/authenticate" => unary!(call, auth_service(&s), "etcdserverpb.Auth", "Authenticate", authenticate),
+        "auth/user/add" => unary!(call, auth_service(&s), "etcdserverpb.Auth", "UserAdd", user_add),
+        "auth/user/get" => unary!(call, auth_service(&s), "etcdserverpb.Auth", "UserGet", user_get),
+        "auth/user/list" => unary!(call, auth_service(&s), "etcdserverpb.Auth", "UserList", user_list),
+        "auth/user/delete" => unary!(call, auth_service(&s), "etcdserverpb.Auth", "UserDelete", user_delete),
         "auth/user/changepw" => {
-            unary!(call, auth::AuthService, "etcdserverpb.Auth", "UserChangePassword", user_change_password)
+            unary!(call, auth_service(&s), "etcdserverpb.Auth", "UserChangePassword", user_change_password)
         }
-        "auth/user/grant" => unary!(call, auth::AuthService, "etcdserverpb.Auth", "UserGrantRole", user_grant_role),
-        "auth/user/revoke" => unary!(call, auth::AuthService, "etcdserverpb.Auth", "UserRevokeRole", user_revoke_role),
-        "auth/role/add" => unary!(call, auth::AuthService, "etcdserverpb.Auth", "RoleAdd", role_add),
-        "auth/role/get" => unary!(call, auth::AuthService, "etcdserverpb.Auth", "RoleGet", role_get),
-        "auth/role/list" => unary!(call, auth::AuthService, "etcdserverpb.Auth", "RoleList", role_list),
-        "auth/role/delete" => unary!(call, auth::AuthService, "etcdserverpb.Auth", "RoleDelete", role_delete),
+        "auth/user/grant" => unary!(call, auth_service(&s), "etcdserverpb.Auth", "UserGrantRole", user_grant_role),
+        "auth/user/revoke" => unary!(call, auth_service(&s), "etcdserverpb.Auth", "UserRevokeRole", user_revoke_role),
+        "auth/role/add" => unary!(call, auth_service(&s), "etcdserverpb.Auth", "RoleAdd", role_add),
+        "auth/role/get" => unary!(call, auth_service(&s), "etcdserverpb.Auth", "RoleGet", role_get),
+        "auth/role/list" => unary!(call, auth_service(&s), "etcdserverpb.Auth", "RoleList", role_list),
+        "auth/role/delete" => unary!(call, auth_service(&s), "etcdserverpb.Auth", "RoleDelete", role_delete),
         "auth/role/grant" => {
-            unary!(call, auth::AuthService, "etcdserverpb.Auth", "RoleGrantPermission", role_grant_permission)
+            unary!(call, auth_service(&s), "etcdserverpb.Auth", "RoleGrantPermission", role_grant_permission)
         }
         "auth/role/revoke" => {
-            unary!(call, auth::AuthService, "etcdserverpb.Auth", "RoleRevokePermission", role_revoke_permission)
+            unary!(call, auth_service(&s), "etcdserverpb.Auth", "RoleRevokePermission", role_revoke_permission)
         }
         "lock/lock" => unary!(call, lock::LockService { server: s }, "v3lockpb.Lock", "Lock", lock),
         "lock/unlock" => unary!(call, lock::LockService { server: s }, "v3lockpb.Lock", "Unlock", unlock),
@@ -255,6 +255,12 @@ async fn handle(
         _ => plain(StatusCode::NOT_FOUND, "Not Found\n"),
     };
     with_cors(resp)
+}
+
+/// The Auth service the auth paths call (the one place to change when it
+/// gains state).
+fn auth_service(_server: &Arc<EtcdServer>) -> auth::AuthService {
+    auth::AuthService
 }
 
 /// The `Authorization` header as gRPC metadata, under both names etcd's
