@@ -7,7 +7,14 @@ use prost::Message as _;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["etcdserverpb/rpc.proto", "mvccpb/kv.proto", "authpb/auth.proto", "retcdpb/internal.proto"];
+    let files = [
+        "etcdserverpb/rpc.proto",
+        "mvccpb/kv.proto",
+        "authpb/auth.proto",
+        "retcdpb/internal.proto",
+        "v3lockpb/v3lock.proto",
+        "v3electionpb/v3election.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
     }

@@ -30,6 +30,18 @@ pub mod retcdpb {
     tonic::include_proto!("retcdpb");
 }
 
+/// Distributed locks (`v3lockpb.Lock`).
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod v3lockpb {
+    tonic::include_proto!("v3lockpb");
+}
+
+/// Leader election (`v3electionpb.Election`).
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod v3electionpb {
+    tonic::include_proto!("v3electionpb");
+}
+
 pub mod errors;
 
 pub use errors::EtcdError;

@@ -14,6 +14,7 @@ pub mod compactor;
 pub mod config;
 pub mod corrupt;
 pub mod etcd;
+pub mod gateway;
 pub mod http;
 pub mod ids;
 pub mod lease;

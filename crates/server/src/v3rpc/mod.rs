@@ -1,11 +1,15 @@
 //! The gRPC services, one module per etcd service, and the client listener
-//! that serves them (and later the HTTP endpoints) on one port.
+//! that serves them, and the JSON gateway ([`crate::gateway`]), on one port.
 
 pub mod auth;
 pub mod cluster;
+pub mod concurrency;
+pub mod election;
+pub mod inproc;
 pub mod interceptors;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod validate;
 pub mod watch;
@@ -18,6 +22,8 @@ use retcd_api::etcdserverpb::kv_server::KvServer;
 use retcd_api::etcdserverpb::lease_server::LeaseServer;
 use retcd_api::etcdserverpb::maintenance_server::MaintenanceServer;
 use retcd_api::etcdserverpb::watch_server::WatchServer;
+use retcd_api::v3electionpb::election_server::ElectionServer;
+use retcd_api::v3lockpb::lock_server::LockServer;
 use tonic::Status;
 
 use crate::server::EtcdServer;
@@ -31,7 +37,7 @@ pub fn unimplemented(what: &str) -> Status {
 /// (etcd sets its gRPC receive limit to max-request-bytes + 512 KiB so that a
 /// slightly oversized request gets etcd's "request is too large" error rather
 /// than a transport error).
-const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+pub(crate) const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// The gRPC routes of every service, as an axum router.
 pub fn routes(server: &Arc<EtcdServer>) -> axum::Router {
@@ -52,12 +58,18 @@ pub fn routes(server: &Arc<EtcdServer>) -> axum::Router {
         .max_decoding_message_size(max_recv)
         .max_encoding_message_size(max_send);
     let auth = AuthServer::new(auth::AuthService { server: server.clone() }).max_decoding_message_size(max_recv);
+    let lock = LockServer::new(lock::LockService { server: server.clone() }).max_decoding_message_size(max_recv);
+    let election =
+        ElectionServer::new(election::ElectionService { server: server.clone() }).max_decoding_message_size(max_recv);
     tonic::service::Routes::new(kv)
         .add_service(watch)
         .add_service(lease)
         .add_service(cluster)
         .add_service(maintenance)
         .add_service(auth)
+        .add_service(lock)
+        .add_service(election)
         .into_axum_router()
         .layer(interceptors::InterceptLayer { raft: server.raft.clone() })
+        .merge(crate::gateway::routes(server))
 }

@@ -213,7 +213,9 @@ impl WatchHub {
                 continue;
             }
             if w.next_rev < compact {
-                let msg = StreamMsg::Canceled { watch_id, revision: notified, compact_revision: compact };
+                // etcd's compaction cancel carries no revision (its header's
+                // revision is 0).
+                let msg = StreamMsg::Canceled { watch_id, revision: 0, compact_revision: compact };
                 if w.tx.try_send(msg).is_ok() {
                     gone.push((stream, watch_id));
                 } else {
