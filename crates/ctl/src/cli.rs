@@ -240,7 +240,6 @@ pub struct CompactionArgs {
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
     pub physical: bool,
     /// <revision>
-    #[arg(allow_hyphen_values = true)]
     pub args: Vec<String>,
 }
 
@@ -259,7 +258,6 @@ pub struct WatchArgs {
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
     pub prev_kv: bool,
     /// [key or prefix] [range_end] [--] [exec-command arg1 arg2 ...]
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
 }
 
@@ -280,7 +278,6 @@ pub enum LeaseCommand {
 
 #[derive(Debug, Args)]
 pub struct PlainArgs {
-    #[arg(allow_hyphen_values = true)]
     pub args: Vec<String>,
 }
 
@@ -289,7 +286,6 @@ pub struct TimeToLiveArgs {
     /// Get keys attached to this lease
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
     pub keys: bool,
-    #[arg(allow_hyphen_values = true)]
     pub args: Vec<String>,
 }
 
@@ -298,7 +294,6 @@ pub struct KeepAliveArgs {
     /// Resets the keep-alive time to its original value and exits immediately
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
     pub once: bool,
-    #[arg(allow_hyphen_values = true)]
     pub args: Vec<String>,
 }
 
@@ -371,7 +366,6 @@ pub enum AlarmCommand {
 
 #[derive(Debug, Args)]
 pub struct IdArgs {
-    #[arg(allow_hyphen_values = true)]
     pub args: Vec<String>,
 }
 

@@ -167,7 +167,8 @@ pub fn event(e: &Event) -> String {
 /// clientv3's WatchResponse: exported fields without tags.
 pub fn watch(r: &WatchResponse) -> String {
     let header = Obj::new().header_fields(&r.header).done();
-    let events = if r.events.is_empty() { "null".to_string() } else { array(r.events.iter().map(event)) };
+    // clientv3 always allocates the event slice: `[]`, never `null`.
+    let events = array(r.events.iter().map(event));
     Obj::new()
         .raw("Header", &header)
         .raw("Events", &events)
