@@ -158,6 +158,102 @@ pub enum Command {
     Defrag(DefragArgs),
     /// Prints the version of etcdctl
     Version,
+    /// User related commands
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Role related commands
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Enable or disable authentication
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Adds a new user
+    Add(UserAddArgs),
+    /// Deletes a user
+    Delete(PlainArgs),
+    /// Gets detailed information of a user
+    Get(UserGetArgs),
+    /// Lists all users
+    List(PlainArgs),
+    /// Changes password of user
+    Passwd(UserPasswdArgs),
+    /// Grants a role to a user
+    #[command(name = "grant-role")]
+    GrantRole(PlainArgs),
+    /// Revokes a role from a user
+    #[command(name = "revoke-role")]
+    RevokeRole(PlainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UserAddArgs {
+    /// Read password from stdin instead of interactive terminal
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", value_parser = go_bool, action = ArgAction::Set)]
+    pub interactive: bool,
+    /// Supply password from the command line flag
+    #[arg(long = "new-user-password", default_value = "")]
+    pub new_user_password: String,
+    /// Create a user without password (CN based auth only)
+    #[arg(long = "no-password", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
+    pub no_password: bool,
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UserGetArgs {
+    /// Show permissions of roles granted to the user
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
+    pub detail: bool,
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UserPasswdArgs {
+    /// If true, read password from stdin instead of interactive terminal
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", value_parser = go_bool, action = ArgAction::Set)]
+    pub interactive: bool,
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Adds a new role
+    Add(PlainArgs),
+    /// Deletes a role
+    Delete(PlainArgs),
+    /// Gets detailed information of a role
+    Get(PlainArgs),
+    /// Lists all roles
+    List(PlainArgs),
+    /// Grants a key to a role
+    #[command(name = "grant-permission")]
+    GrantPermission(PermArgs),
+    /// Revokes a key from a role
+    #[command(name = "revoke-permission")]
+    RevokePermission(PermArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PermArgs {
+    /// a prefix permission
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
+    pub prefix: bool,
+    /// a permission of keys that are greater than or equal to the given key using byte compare
+    #[arg(long = "from-key", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
+    pub from_key: bool,
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Enables authentication
+    Enable(PlainArgs),
+    /// Disables authentication
+    Disable(PlainArgs),
 }
 
 #[derive(Debug, Args)]

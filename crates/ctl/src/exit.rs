@@ -30,7 +30,11 @@ impl CtlError {
     }
 
     /// A client error with `code`, printed as etcd's Go client prints it.
+    /// A failed authentication is reported as etcdctl reports a client it
+    /// could not create (its client authenticates when it connects).
     pub fn client(code: i32, err: retcd_client::Error) -> CtlError {
+        let code =
+            if err.etcd_kind() == Some(retcd_client::EtcdError::AuthFailed) { EXIT_BAD_CONNECTION } else { code };
         CtlError::new(code, err.to_string())
     }
 }

@@ -576,3 +576,55 @@ fn retcd_vs_etcd() {
     watch_scenarios(&mut p, false);
     eprintln!("{} steps compared", p.steps);
 }
+
+#[test]
+fn tool_against_etcd_auth() {
+    let Some(mut p) = Pair::etcd_etcd() else { return };
+    p.code(&["auth", "enable"], 1);
+    p.ok(&["user", "add", "root", "--new-user-password=rootpw"]);
+    p.ok(&["user", "add", "alice:pw", "-w", "json"]);
+    p.check(&["user", "add", "bob", "--interactive=false"], Some("bobpw\n"), |s| s.to_string());
+    p.ok(&["role", "add", "reader"]);
+    p.ok(&["role", "grant-permission", "reader", "read", "foo"]);
+    p.ok(&["role", "grant-permission", "reader", "readwrite", "k", "--prefix", "-w", "json"]);
+    p.ok(&["role", "grant-permission", "reader", "write", "a", "z", "-w", "fields"]);
+    p.ok(&["role", "grant-permission", "reader", "read", "", "--from-key"]);
+    for w in ["simple", "json", "fields", "table"] {
+        p.same(&["role", "get", "reader", "-w", w]);
+        p.same(&["role", "list", "-w", w]);
+        p.same(&["user", "list", "-w", w]);
+    }
+    p.ok(&["user", "grant-role", "alice", "reader"]);
+    p.same(&["user", "get", "alice"]);
+    p.same(&["user", "get", "alice", "-w", "json"]);
+    p.same(&["user", "get", "alice", "--detail"]);
+    p.ok(&["role", "revoke-permission", "reader", "foo"]);
+    p.ok(&["role", "revoke-permission", "reader", "k", "--prefix"]);
+    p.ok(&["role", "revoke-permission", "reader", "a", "z"]);
+    p.ok(&["role", "revoke-permission", "reader", "", "--from-key"]);
+    p.ok(&["user", "revoke-role", "alice", "reader"]);
+    p.code(&["user", "revoke-role", "alice", "reader"], 1);
+    p.ok(&["user", "grant-role", "root", "root"]);
+    p.ok(&["auth", "enable"]);
+    p.code(&["get", "foo"], 1);
+    p.ok(&["--user", "root:rootpw", "put", "foo", "bar"]);
+    p.ok(&["--user=root", "--password=rootpw", "get", "foo"]);
+    p.code(&["--user", "root:wrong", "get", "foo"], 2);
+    p.code(&["--user", "alice:pw", "put", "foo", "x"], 1);
+    p.ok(&["--user", "root:rootpw", "auth", "disable"]);
+    p.ok(&["user", "delete", "alice"]);
+    p.ok(&["role", "delete", "reader"]);
+    p.code(&["user", "delete", "alice"], 1);
+    p.code(&["user", "add"], 128);
+    p.code(&["user", "add", ":pw"], 128);
+    p.code(&["user", "get"], 128);
+    p.code(&["user", "list", "x"], 128);
+    p.code(&["user", "grant-role", "a"], 128);
+    p.code(&["role", "add"], 128);
+    p.code(&["role", "grant-permission", "r", "read"], 128);
+    p.code(&["role", "grant-permission", "r", "fly", "k"], 128);
+    p.code(&["role", "grant-permission", "r", "read", "k", "z", "--prefix"], 128);
+    p.code(&["role", "revoke-permission", "r"], 128);
+    p.code(&["auth", "enable", "x"], 128);
+    eprintln!("{} steps compared", p.steps);
+}

@@ -1,5 +1,6 @@
 //! One module per command group; [`run`] dispatches a parsed command line.
 
+pub mod auth;
 pub mod endpoint;
 pub mod kv;
 pub mod lease;
@@ -28,6 +29,9 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Alarm(c) => maintenance::alarm(&ctx, c).await,
         Command::MoveLeader(a) => maintenance::move_leader(&ctx, a).await,
         Command::Defrag(a) => maintenance::defrag(&ctx, a).await,
+        Command::User(c) => auth::user(&ctx, c).await,
+        Command::Role(c) => auth::role(&ctx, c).await,
+        Command::Auth(c) => auth::auth(&ctx, c).await,
         Command::Version => {
             out(format!("etcdctl version: {}\nAPI version: 3.4\n", crate::VERSION));
             Ok(())

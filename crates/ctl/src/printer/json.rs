@@ -266,7 +266,6 @@ pub fn alarm(r: &AlarmResponse) -> String {
 }
 
 /// A header plus a list of strings (user and role lists).
-#[allow(dead_code)] // for the auth commands (next)
 pub fn names(header: &Option<ResponseHeader>, key: &str, names: &[String]) -> String {
     let mut o = Obj::new();
     o.header(header);

@@ -618,7 +618,6 @@ impl Printer {
 
     /// Responses that are only a header (auth changes, defragment):
     /// `simple` prints `text`.
-    #[allow(dead_code)] // for the auth commands (next)
     pub fn header_only(&self, header: &Option<ResponseHeader>, text: String) -> Out {
         match self.format {
             Format::Simple => Ok(text),
