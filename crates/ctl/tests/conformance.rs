@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use retcd_client::etcdserverpb::{DeleteRangeResponse, PutResponse, RangeResponse, ResponseHeader};
 use retcd_testkit::{kill_and_wait, require_tool, wait_output, Kind, Server};
 
 const RETCDCTL: &str = env!("CARGO_BIN_EXE_retcdctl");
@@ -204,6 +205,27 @@ impl Pair {
         }
     }
 
+    /// `-w protobuf`: both outputs must decode as `M` and be equal once the
+    /// header's cluster and member ids (binary, so not replaceable) are cleared.
+    fn protobuf<M: prost::Message + Default + PartialEq + std::fmt::Debug>(
+        &mut self,
+        args: &[&str],
+        header: fn(&mut M) -> &mut Option<ResponseHeader>,
+    ) {
+        self.steps += 1;
+        let msgs = [0, 1].map(|i| {
+            let out = self.sides[i].raw(args, None);
+            assert!(out.status.success(), "`{}` failed: {out:?}", args.join(" "));
+            let mut m = M::decode(out.stdout.as_slice()).unwrap();
+            if let Some(h) = header(&mut m) {
+                h.cluster_id = 0;
+                h.member_id = 0;
+            }
+            m
+        });
+        assert_eq!(msgs[0], msgs[1], "`{}`: etcdctl (left) and retcdctl (right) differ", args.join(" "));
+    }
+
     /// `lease grant <ttl>` on both; the ids become `<LEASE_n>`. Returns them (hex).
     fn grant(&mut self, ttl: &str) -> [String; 2] {
         self.leases += 1;
@@ -332,6 +354,9 @@ fn tool_against_etcd_kv() {
     p.ok(&["get", "", "--prefix", "--keys-only"]);
     p.ok(&["get", "key", "--prefix", "--print-value-only"]);
     p.ok(&["get", "foo", "--hex"]);
+    p.protobuf::<RangeResponse>(&["get", "key", "--prefix", "-w", "protobuf"], |m| &mut m.header);
+    p.protobuf::<PutResponse>(&["put", "pb", "v", "--prev-kv", "-w", "protobuf"], |m| &mut m.header);
+    p.protobuf::<DeleteRangeResponse>(&["del", "pb", "--prev-kv", "-w", "protobuf"], |m| &mut m.header);
     p.ok(&["get", "foo", "--rev=2", "-w", "json"]);
     p.ok(&["get", "foo", "--consistency=s"]);
     p.ok(&["--hex", "get", "key", "--prefix", "-w", "json"]);

@@ -8,6 +8,7 @@ pub mod gofmt;
 pub mod json;
 pub mod table;
 
+use prost::Message;
 use retcd_client::etcdserverpb::{
     response_op, AlarmResponse, DeleteRangeResponse, HashKvResponse, LeaseGrantResponse, LeaseKeepAliveResponse,
     LeaseLeasesResponse, LeaseTimeToLiveResponse, MemberListResponse, PutResponse, RangeResponse, ResponseHeader,
@@ -140,6 +141,7 @@ impl Printer {
                 Ok(out)
             }
             Format::Json => Ok(line(json::range(r))),
+            Format::Protobuf => Ok(r.encode_to_vec()),
             Format::Fields => {
                 let mut s = String::new();
                 Self::get_fields(&mut s, r);
@@ -171,6 +173,7 @@ impl Printer {
                 Ok(out)
             }
             Format::Json => Ok(line(json::put(r))),
+            Format::Protobuf => Ok(r.encode_to_vec()),
             Format::Fields => {
                 let mut s = String::new();
                 Self::put_fields(&mut s, r);
@@ -202,6 +205,7 @@ impl Printer {
                 Ok(out)
             }
             Format::Json => Ok(line(json::delete(r))),
+            Format::Protobuf => Ok(r.encode_to_vec()),
             Format::Fields => {
                 let mut s = String::new();
                 Self::del_fields(&mut s, r);
@@ -243,6 +247,7 @@ impl Printer {
                 Ok(out)
             }
             Format::Json => Ok(line(json::txn(r))),
+            Format::Protobuf => Ok(r.encode_to_vec()),
             Format::Fields => {
                 let mut s = String::new();
                 Self::hdr_fields(&mut s, &r.header);
@@ -276,6 +281,18 @@ impl Printer {
                 Ok(out)
             }
             Format::Json => Ok(line(json::watch(r))),
+            Format::Protobuf => {
+                // etcdctl rebuilds the message from clientv3's fields only.
+                let msg = WatchResponse {
+                    header: Some(r.header.unwrap_or_default()),
+                    events: r.events.clone(),
+                    compact_revision: r.compact_revision,
+                    canceled: r.canceled,
+                    created: r.created,
+                    ..Default::default()
+                };
+                Ok(msg.encode_to_vec())
+            }
             Format::Fields => {
                 let mut s = String::new();
                 Self::hdr_fields(&mut s, &r.header);
