@@ -156,6 +156,9 @@ pub enum Command {
     MoveLeader(IdArgs),
     /// Defragments the storage of the etcd members with given endpoints
     Defrag(DefragArgs),
+    /// Manages etcd node snapshots
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Prints the version of etcdctl
     Version,
     /// User related commands
@@ -167,6 +170,12 @@ pub enum Command {
     /// Enable or disable authentication
     #[command(subcommand)]
     Auth(AuthCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Stores an etcd node backend snapshot to a given file
+    Save(PlainArgs),
 }
 
 #[derive(Debug, Subcommand)]

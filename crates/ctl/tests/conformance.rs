@@ -455,6 +455,21 @@ fn tool_against_etcd_lease_cluster_maintenance() {
     p.check(&["endpoint", "health", "--cluster"], None, no_durations);
     p.same(&["alarm", "list"]);
     p.same(&["alarm", "list", "-w", "json"]);
+    // snapshot save: each side into its own dir, named alike.
+    let runs: Vec<(Option<i32>, String, u64)> = (0..2)
+        .map(|i| {
+            let dir = p.sides[i].server.dir.path().to_path_buf();
+            let file = dir.join("backup.db");
+            let out = p.sides[i].raw(&["snapshot", "save", file.to_str().unwrap()], None);
+            let text = p.sides[i].normalize(&String::from_utf8_lossy(&out.stdout));
+            let text = text.replace(dir.to_str().unwrap(), "<DIR>");
+            (out.status.code(), text, std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0))
+        })
+        .collect();
+    assert_eq!((runs[0].0, &runs[0].1), (runs[1].0, &runs[1].1), "snapshot save differs");
+    assert_eq!(runs[0].0, Some(0));
+    assert!(runs[1].2 % 512 == 32, "snapshot file size {}", runs[1].2);
+    p.code(&["snapshot", "save"], 128);
     p.same(&["alarm", "disarm"]);
     p.code(&["alarm", "list", "x"], 128);
     p.code(&["member", "remove"], 128);

@@ -29,6 +29,7 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Alarm(c) => maintenance::alarm(&ctx, c).await,
         Command::MoveLeader(a) => maintenance::move_leader(&ctx, a).await,
         Command::Defrag(a) => maintenance::defrag(&ctx, a).await,
+        Command::Snapshot(c) => maintenance::snapshot(&ctx, c).await,
         Command::User(c) => auth::user(&ctx, c).await,
         Command::Role(c) => auth::role(&ctx, c).await,
         Command::Auth(c) => auth::auth(&ctx, c).await,
