@@ -314,6 +314,14 @@ fn squeeze(s: &str) -> String {
     squeezed
 }
 
+/// The lines, sorted, table padding squeezed.
+fn sorted_lines(s: &str) -> String {
+    let s = squeeze(s);
+    let mut lines: Vec<&str> = s.lines().collect();
+    lines.sort_unstable();
+    lines.join("\n")
+}
+
 /// Masks lease ids the test did not register (`lease grant` in every format).
 fn no_lease_ids(s: &str) -> String {
     let mut out = String::new();
@@ -667,4 +675,111 @@ fn tool_against_etcd_auth() {
     p.code(&["role", "revoke-permission", "r"], 128);
     p.code(&["auth", "enable", "x"], 128);
     eprintln!("{} steps compared", p.steps);
+}
+
+#[test]
+fn tool_against_etcd_member_changes() {
+    let Some(mut p) = Pair::etcd_etcd() else { return };
+    // A learner that never starts: quorum is unaffected.
+    let ids: Vec<String> = (0..2)
+        .map(|i| {
+            let out = p.sides[i].raw(&["member", "add", "newbie", "--learner", "--peer-urls=http://127.0.0.1:1"], None);
+            assert!(out.status.success(), "member add: {out:?}");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let hex = text.split_whitespace().nth(1).unwrap().to_string();
+            let id = u64::from_str_radix(&hex, 16).unwrap();
+            p.sides[i].register(&hex, "<NEW>");
+            p.sides[i].register(&format!("{id:16x}"), "<NEW>");
+            p.sides[i].register(&id.to_string(), "<NEW>");
+            hex
+        })
+        .collect();
+    let ids = [ids[0].clone(), ids[1].clone()];
+    // Members are listed in id order and the new ids are random: compare
+    // the lines as sets (json is one line: left out).
+    let member_list = |p: &mut Pair| {
+        for w in ["simple", "fields", "table"] {
+            p.check(&["member", "list", "-w", w], None, sorted_lines);
+        }
+    };
+    member_list(&mut p);
+    p.with_lease(&ids, &["member", "promote", "{}"]);
+    p.with_lease(&ids, &["member", "update", "{}", "--peer-urls=http://127.0.0.1:2"]);
+    member_list(&mut p);
+    p.with_lease(&ids, &["member", "remove", "{}", "-w", "json"]);
+    p.with_lease(&ids, &["member", "remove", "{}"]);
+    p.same(&["member", "list"]);
+    // And one more in the simple format, removed in the fields format.
+    let out: Vec<Run> = (0..2)
+        .map(|i| {
+            let out = p.sides[i].raw(&["member", "add", "two", "--learner", "--peer-urls=http://127.0.0.1:3"], None);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let hex = text.split_whitespace().nth(1).unwrap().to_string();
+            let id = u64::from_str_radix(&hex, 16).unwrap();
+            p.sides[i].register(&format!("{id:16x}"), "<TWO>");
+            p.sides[i].register(&format!("{id:x}"), "<TWO>");
+            Run { code: out.status.code(), stdout: p.sides[i].normalize(&text), stderr: String::new() }
+        })
+        .collect();
+    assert_eq!(out[0], out[1], "member add differs");
+    assert!(out[0].stdout.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""), "{:?}", out[0]);
+    eprintln!("{} steps compared", p.steps);
+}
+
+#[test]
+fn tool_against_etcd_streaming_keep_alive_and_interactive_watch() {
+    let Some(mut p) = Pair::etcd_etcd() else { return };
+    // keep-alive until the lease is revoked: renewals every second, then
+    // "expired or revoked" and exit 0.
+    let ids = p.grant("3");
+    let mut bgs: Vec<Bg> =
+        (0..2).map(|i| Bg::spawn(p.sides[i].tool, &p.sides[i].endpoint(), &["lease", "keep-alive", &ids[i]])).collect();
+    for b in &mut bgs {
+        b.wait_lines(2);
+    }
+    p.with_lease(&ids, &["lease", "revoke", "{}"]);
+    let codes: Vec<Option<i32>> = bgs.iter_mut().map(Bg::wait_exit).collect();
+    assert_eq!(codes, [Some(0), Some(0)]);
+    let outs: Vec<String> = bgs.iter().zip(&p.sides).map(|(b, s)| s.normalize(&b.read("out"))).collect();
+    for out in &outs {
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines.len() >= 3, "{out}");
+        assert_eq!(lines[0], "lease <LEASE_1> keepalived with TTL(3)");
+        assert_eq!(*lines.last().unwrap(), "lease <LEASE_1> expired or revoked.");
+        assert!(lines[..lines.len() - 1].iter().all(|l| *l == lines[0]), "{out}");
+    }
+
+    // watch -i: watches opened by lines on stdin.
+    let mut children: Vec<(Child, tempfile::TempDir)> = (0..2)
+        .map(|i| {
+            let dir = tempfile::Builder::new().prefix("retcdctl-watch-i").tempdir().unwrap();
+            let out = std::fs::File::create(dir.path().join("out")).unwrap();
+            let mut child = command(p.sides[i].tool, &p.sides[i].endpoint(), &["watch", "-i"])
+                .stdin(Stdio::piped())
+                .stdout(out)
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            let stdin = child.stdin.as_mut().unwrap();
+            stdin.write_all(b"watch ia\nwatch ib --prefix\n").unwrap();
+            stdin.flush().unwrap();
+            (child, dir)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    p.ok(&["put", "ia", "1"]);
+    p.ok(&["put", "ib2", "2"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let read = |dir: &tempfile::TempDir| std::fs::read_to_string(dir.path().join("out")).unwrap_or_default();
+    while children.iter().any(|(_, d)| read(d).lines().count() < 6) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let outs: Vec<String> = children.iter().map(|(_, d)| read(d)).collect();
+    for (c, _) in &mut children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    assert_eq!(outs[0], outs[1], "watch -i differs");
+    assert_eq!(outs[0], "PUT\nia\n1\nPUT\nib2\n2\n");
 }
