@@ -43,6 +43,8 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
 /// A Go int64 flag value, with pflag's error text.
 pub fn int_flag(name: &str, v: &str) -> Result<i64, CtlError> {
     crate::exit::go_parse_i64(v, 10).map_err(|e| {
-        CtlError::new(crate::exit::EXIT_ERROR, format!("invalid argument \"{v}\" for \"--{name}\" flag: {e}"))
+        // Printed twice, as cobra does for a flag error.
+        let msg = format!("invalid argument \"{v}\" for \"--{name}\" flag: {e}");
+        CtlError::new(crate::exit::EXIT_ERROR, format!("{msg}\n\nError: {msg}"))
     })
 }
