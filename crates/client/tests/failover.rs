@@ -79,10 +79,21 @@ async fn watch_reads_and_writes_survive_a_killed_member() {
     }
 
     // Every event exactly once, in revision order, across the failover.
+    let revs = collect_events(&mut watch, N).await;
+    assert_eq!(revs, put_revs, "events must match the puts' revisions");
+    assert_ne!(watch.endpoint(), ordered[0], "the watch moved off the killed member");
+    // Nothing extra arrives.
+    let extra = tokio::time::timeout(Duration::from_millis(500), watch.next()).await;
+    assert!(extra.is_err(), "unexpected extra watch response: {extra:?}");
+}
+
+/// Collects `n` watch events (bounded) and checks each arrives once, in
+/// contiguous revision order; returns their revisions.
+async fn collect_events(watch: &mut retcd_client::Watcher, n: usize) -> Vec<i64> {
     let mut revs = Vec::new();
     let mut keys = HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while revs.len() < N {
+    while revs.len() < n {
         let left = deadline.saturating_duration_since(Instant::now());
         let resp = tokio::time::timeout(left, watch.next())
             .await
@@ -95,13 +106,46 @@ async fn watch_reads_and_writes_survive_a_killed_member() {
             revs.push(kv.mod_revision);
         }
     }
-    assert_eq!(revs.len(), N);
-    assert_eq!(revs, put_revs, "events must match the puts' revisions");
     assert!(revs.windows(2).all(|w| w[1] == w[0] + 1), "revisions not contiguous: {revs:?}");
-    assert_ne!(watch.endpoint(), ordered[0], "the watch moved off the killed member");
-    // Nothing extra arrives.
-    let extra = tokio::time::timeout(Duration::from_millis(500), watch.next()).await;
-    assert!(extra.is_err(), "unexpected extra watch response: {extra:?}");
+    revs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_wait_out_a_leader_election() {
+    let Some(bin) = retcd_binary() else { return };
+    let mut cluster = tokio::task::block_in_place(|| Cluster::start(&bin, 3, &[]));
+    let endpoints: Vec<String> = cluster.members.iter().map(|m| m.endpoint()).collect();
+    let client = Client::new(Config::new(endpoints.clone()).request_timeout(Duration::from_secs(15))).unwrap();
+    wait_serving(&client).await;
+    let mut leader = None;
+    for (i, ep) in endpoints.iter().enumerate() {
+        let st = client.for_endpoint(ep).unwrap().status().await.unwrap();
+        if st.header.unwrap().member_id == st.leader {
+            leader = Some(i);
+        }
+    }
+    let leader = leader.expect("a leader");
+    // Watch from a follower, so the watch itself does not have to move.
+    let follower = (leader + 1) % 3;
+    let watch_client = client.for_endpoint(&endpoints[follower]).unwrap();
+    let req = WatchCreateRequest { key: b"le/".to_vec(), range_end: prefix_end(b"le/"), ..Default::default() };
+    let mut watch = watch_client.watch(req).await.unwrap();
+    for i in 0..10 {
+        client.put(format!("le/{i:02}"), "before").await.unwrap();
+    }
+    cluster.members[leader].kill9();
+    // Linearizable reads are retried (any endpoint, any Unavailable) until
+    // the survivors elect a leader.
+    for i in 0..10 {
+        let got = client.get(format!("le/{i:02}")).await.unwrap_or_else(|e| panic!("read {i} after leader loss: {e}"));
+        assert_eq!(got.kvs[0].value, b"before");
+    }
+    // A read succeeded, so there is a leader again: writes go through.
+    for i in 10..20 {
+        client.put(format!("le/{i:02}"), "after").await.unwrap_or_else(|e| panic!("put {i}: {e}"));
+    }
+    let revs = collect_events(&mut watch, 20).await;
+    assert_eq!(revs.len(), 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
