@@ -73,8 +73,11 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// The next response (events, progress or cancellation); `None` when the
-    /// watch ended (after a cancellation or a final error).
+    /// The next response: first the server's creation confirmation
+    /// (`created`), then events, progress notifications or a cancellation.
+    /// Confirmations of watches reopened after a failover are not
+    /// delivered. `None` when the watch ended (after a cancellation or a
+    /// final error).
     pub async fn next(&mut self) -> Option<Result<WatchResponse>> {
         self.rx.recv().await
     }
