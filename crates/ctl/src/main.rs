@@ -16,6 +16,7 @@ use clap::Parser;
 pub const VERSION: &str = "3.4.23";
 
 fn main() {
+    check_env();
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
@@ -100,4 +101,105 @@ fn go_parse_error(e: &clap::Error) -> (String, bool) {
             (text.lines().next().unwrap_or("").trim_start_matches("error: ").to_string(), false)
         }
     }
+}
+
+/// etcdctl's handling of `ETCDCTL_*` variables: an unknown one is warned
+/// about; one whose flag is also on the command line is a fatal conflict;
+/// a value its flag cannot parse is ignored (the flag keeps its default)
+/// rather than refused.
+fn check_env() {
+    #[derive(Clone, Copy)]
+    enum Kind {
+        Text,
+        Bool,
+        Duration,
+    }
+    const KNOWN: &[(&str, Kind)] = &[
+        ("API", Kind::Text),
+        ("ENDPOINTS", Kind::Text),
+        ("DEBUG", Kind::Bool),
+        ("WRITE_OUT", Kind::Text),
+        ("HEX", Kind::Bool),
+        ("DIAL_TIMEOUT", Kind::Duration),
+        ("COMMAND_TIMEOUT", Kind::Duration),
+        ("KEEPALIVE_TIME", Kind::Duration),
+        ("KEEPALIVE_TIMEOUT", Kind::Duration),
+        ("INSECURE_TRANSPORT", Kind::Bool),
+        ("INSECURE_DISCOVERY", Kind::Bool),
+        ("INSECURE_SKIP_TLS_VERIFY", Kind::Bool),
+        ("CERT", Kind::Text),
+        ("KEY", Kind::Text),
+        ("CACERT", Kind::Text),
+        ("USER", Kind::Text),
+        ("PASSWORD", Kind::Text),
+        ("DISCOVERY_SRV", Kind::Text),
+        ("DISCOVERY_SRV_NAME", Kind::Text),
+        ("WATCH_KEY", Kind::Text),
+        ("WATCH_RANGE_END", Kind::Text),
+    ];
+    let args: Vec<String> = std::env::args().skip(1).take_while(|a| a != "--").collect();
+    let on_command_line = |flag: &str| {
+        let long = format!("--{}", flag.to_lowercase().replace('_', "-"));
+        let short = match flag {
+            "WRITE_OUT" => Some("-w"),
+            "DISCOVERY_SRV" => Some("-d"),
+            _ => None,
+        };
+        args.iter().any(|a| {
+            *a == long
+                || a.starts_with(&format!("{long}="))
+                || short.is_some_and(|s| a.starts_with(s) && !a.starts_with("--"))
+        })
+    };
+    for (name, value) in std::env::vars_os() {
+        let (Some(name), Some(value)) = (name.to_str(), value.to_str()) else { continue };
+        let Some(flag) = name.strip_prefix("ETCDCTL_") else { continue };
+        match KNOWN.iter().find(|(k, _)| *k == flag) {
+            None => context::err(format!(
+                "{} W | pkg/flags: unrecognized environment variable {name}={value}\n",
+                log_time()
+            )),
+            Some(_) if !matches!(flag, "API" | "WATCH_KEY" | "WATCH_RANGE_END") && on_command_line(flag) => {
+                context::err(format!(
+                    "{} C | pkg/flags: conflicting environment variable \"{name}\" is shadowed by corresponding command-line flag (either unset environment variable or disable flag)\n",
+                    log_time()
+                ));
+                std::process::exit(exit::EXIT_ERROR);
+            }
+            Some((_, kind)) => {
+                let ok = match kind {
+                    Kind::Text => true,
+                    Kind::Bool => cli::go_bool(value).is_ok(),
+                    Kind::Duration => cli::go_duration(value).is_ok(),
+                };
+                if !ok {
+                    std::env::remove_var(name);
+                }
+            }
+        }
+    }
+}
+
+/// `2006-01-02 15:04:05.000000` in UTC, the stamp of etcd's capnslog lines.
+fn log_time() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:06}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        now.subsec_micros()
+    )
 }

@@ -98,7 +98,12 @@ impl Side {
     }
 
     fn raw(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        self.raw_env(args, stdin, &[])
+    }
+
+    fn raw_env(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> std::process::Output {
         let mut cmd = command(self.tool, &self.endpoint(), args);
+        cmd.envs(env.iter().copied());
         cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -194,6 +199,27 @@ impl Pair {
         });
         assert_eq!(runs[0], runs[1], "`{}`: etcdctl (left) and retcdctl (right) differ", args.join(" "));
         assert_eq!(runs[0].0, Some(1), "`{}`: {:?}", args.join(" "), runs[0]);
+    }
+
+    /// Runs with `ETCDCTL_*` variables set (log timestamps masked).
+    fn with_env(&mut self, env: &[(&str, &str)], args: &[&str]) -> Run {
+        self.steps += 1;
+        let runs = [0, 1].map(|i| {
+            let out = self.sides[i].raw_env(args, None, env);
+            let mask = |b: &[u8]| {
+                let text = self.sides[i].normalize(&String::from_utf8_lossy(b));
+                text.lines()
+                    .map(|l| match l.find(" W | ").or_else(|| l.find(" C | ")) {
+                        Some(at) => format!("<TIME>{}\n", &l[at..]),
+                        None => format!("{l}\n"),
+                    })
+                    .collect::<String>()
+            };
+            Run { code: out.status.code(), stdout: mask(&out.stdout), stderr: mask(&out.stderr) }
+        });
+        assert_eq!(runs[0], runs[1], "{env:?} `{}`: etcdctl (left) and retcdctl (right) differ", args.join(" "));
+        let [a, _] = runs;
+        a
     }
 
     /// [`Pair::same`] that must exit with `code`.
@@ -413,6 +439,10 @@ fn tool_against_etcd_kv() {
     p.code(&["compaction"], 128);
     p.code(&["compaction", "x"], 1);
     p.code(&["put", "", "v"], 1);
+    p.with_env(&[("ETCDCTL_WRITE_OUT", "json")], &["get", "foo"]);
+    p.with_env(&[("ETCDCTL_WRITE_OUT", "json")], &["get", "foo", "-w", "fields"]);
+    p.with_env(&[("ETCDCTL_HEX", "true"), ("ETCDCTL_COMMAND_TIMEOUT", "10s")], &["get", "foo"]);
+    p.with_env(&[("ETCDCTL_DIAL_TIMEOUT", "soon"), ("ETCDCTL_FROB", "1")], &["get", "foo"]);
     for args in [
         &["frobnicate"][..],
         &["get", "k", "--nope"],
