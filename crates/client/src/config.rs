@@ -25,6 +25,10 @@ pub struct Config {
     /// Passes over every endpoint before a call gives up (when no request
     /// timeout ends it first).
     pub max_retry_rounds: u32,
+    /// Asks servers to end watch streams when they lose their leader (etcd's
+    /// `hasleader` metadata, as etcdctl's watch sends it), so the watch
+    /// moves to a member that still has one.
+    pub require_leader: bool,
 }
 
 impl Config {
@@ -38,6 +42,7 @@ impl Config {
             keepalive_timeout: Duration::from_secs(6),
             credentials: None,
             max_retry_rounds: 20,
+            require_leader: false,
         }
     }
 
@@ -57,6 +62,12 @@ impl Config {
     pub fn keepalive(mut self, time: Duration, timeout: Duration) -> Config {
         self.keepalive_time = time;
         self.keepalive_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::require_leader`].
+    pub fn require_leader(mut self, on: bool) -> Config {
+        self.require_leader = on;
         self
     }
 

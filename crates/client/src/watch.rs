@@ -154,11 +154,12 @@ async fn run_stream(
     create.start_revision = progress.next_rev;
     let msg = WatchRequest { request_union: Some(watch_request::RequestUnion::CreateRequest(create)) };
     tx.send(msg).await.map_err(|_| Error::StreamClosed)?;
-    let mut stream: Streaming<WatchResponse> = WatchClient::new(ep.channel())
-        .max_decoding_message_size(MAX_DECODE)
-        .watch(client.request(ReceiverStream::new(rx)))
-        .await?
-        .into_inner();
+    let mut request = client.request(ReceiverStream::new(rx));
+    if client.inner.cfg.require_leader {
+        request.metadata_mut().insert("hasleader", tonic::metadata::MetadataValue::from_static("true"));
+    }
+    let mut stream: Streaming<WatchResponse> =
+        WatchClient::new(ep.channel()).max_decoding_message_size(MAX_DECODE).watch(request).await?.into_inner();
     loop {
         let Some(mut resp) = stream.message().await? else {
             return Err(Error::Rpc(tonic::Status::unavailable("watch stream closed")));

@@ -34,6 +34,12 @@ impl Ctx {
     /// A client for `endpoints`; `timed`: calls end at the command timeout
     /// (etcdctl runs some lease commands without one).
     pub fn client_for(&self, endpoints: Vec<String>, timed: bool) -> Result<Client, CtlError> {
+        self.client_with(endpoints, timed, false)
+    }
+
+    /// [`Ctx::client_for`]; `require_leader`: watches end on members that
+    /// lose their leader (etcdctl's watch asks for that).
+    pub fn client_with(&self, endpoints: Vec<String>, timed: bool, require_leader: bool) -> Result<Client, CtlError> {
         let g = &self.global;
         self.printer()?;
         if !g.cert.is_empty() || !g.key.is_empty() || !g.cacert.is_empty() || g.insecure_skip_tls_verify {
@@ -45,8 +51,10 @@ impl Ctx {
         if !g.discovery_srv.is_empty() {
             return Err(CtlError::new(EXIT_BAD_FEATURE, "DNS discovery is not supported by retcdctl"));
         }
-        let mut cfg =
-            Config::new(endpoints).dial_timeout(g.dial_timeout).keepalive(g.keepalive_time, g.keepalive_timeout);
+        let mut cfg = Config::new(endpoints)
+            .dial_timeout(g.dial_timeout)
+            .keepalive(g.keepalive_time, g.keepalive_timeout)
+            .require_leader(require_leader);
         if timed {
             cfg = cfg.request_timeout(g.command_timeout);
         }

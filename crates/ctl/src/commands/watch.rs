@@ -62,7 +62,7 @@ pub async fn watch(ctx: &Ctx, a: WatchArgs) -> Result<(), CtlError> {
         }
     }
     let req = create_request(&args, &a)?;
-    let client = ctx.client_for(ctx.global.endpoints.clone(), false)?;
+    let client = ctx.client_with(ctx.global.endpoints.clone(), false, true)?;
     let printer = ctx.printer()?;
     let watcher = client.watch(req).await.map_err(|e| CtlError::client(EXIT_ERROR, e))?;
     print_events(printer, watcher, exec).await;
@@ -183,7 +183,7 @@ struct InteractiveLine {
 
 /// `watch -i`: one watch per `watch ...` line read from stdin.
 async fn interactive(ctx: &Ctx, key: &str, range: &str) -> Result<(), CtlError> {
-    let client: Client = ctx.client_for(ctx.global.endpoints.clone(), false)?;
+    let client: Client = ctx.client_with(ctx.global.endpoints.clone(), false, true)?;
     let printer = ctx.printer()?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<String>>(4);
     // stdin is blocking: read it on its own thread.
