@@ -218,7 +218,7 @@ async fn interactive(ctx: &Ctx, key: &str, range: &str) -> Result<(), CtlError> 
                 }
                 let rest = &words[1..];
                 let sep = rest.iter().position(|s| s == "--");
-                if sep == Some(rest.len() - 1) {
+                if sep.is_some() && sep == rest.len().checked_sub(1) {
                     return Err(CtlError::bad_args(BAD_ARGS_SEPARATOR));
                 }
                 let parsed = InteractiveLine::try_parse_from(rest.iter().take(sep.unwrap_or(rest.len())))
