@@ -243,6 +243,13 @@ impl Pair {
         }
     }
 
+    /// The revision the next write will get (both sides are in lockstep).
+    fn next_revision(&self) -> i64 {
+        let out = self.sides[0].raw(&["get", "x", "-w", "json"], None);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        json_u64(&text, "revision").unwrap_or_else(|| panic!("no revision in {text}")) as i64 + 1
+    }
+
     /// `-w protobuf`: both outputs must decode as `M` and be equal once the
     /// header's cluster and member ids (binary, so not replaceable) are cleared.
     fn protobuf<M: prost::Message + Default + PartialEq + std::fmt::Debug>(
@@ -652,9 +659,15 @@ impl Drop for Bg {
 /// Starts `args` as a background watch on both sides, runs `writes` on both,
 /// waits for `lines` lines of output and compares.
 fn watch_case(p: &mut Pair, args: &[&str], writes: &[&[&str]], lines: usize) {
+    // Neither tool says when its watch is registered: unless the case sets
+    // --rev, start at the next revision so no write can be missed.
+    let rev_flag = format!("--rev={}", p.next_revision());
+    let mut args = args.to_vec();
+    if !args.iter().any(|a| a.starts_with("--rev")) {
+        args.insert(1, &rev_flag);
+    }
+    let args = args.as_slice();
     let mut bgs: Vec<Bg> = p.sides.iter().map(|s| Bg::spawn(s.tool, &s.endpoint(), args)).collect();
-    // Neither tool says when its watch is registered: give both time.
-    std::thread::sleep(Duration::from_millis(1500));
     for w in writes {
         p.ok(w);
     }
@@ -861,6 +874,8 @@ fn tool_against_etcd_streaming_keep_alive_and_interactive_watch() {
     }
 
     // watch -i: watches opened by lines on stdin.
+    let rev = p.next_revision();
+    let lines = format!("watch --rev={rev} ia\nwatch ib --prefix --rev={rev}\n");
     let mut children: Vec<(Child, tempfile::TempDir)> = (0..2)
         .map(|i| {
             let dir = tempfile::Builder::new().prefix("retcdctl-watch-i").tempdir().unwrap();
@@ -873,12 +888,11 @@ fn tool_against_etcd_streaming_keep_alive_and_interactive_watch() {
                 .unwrap();
             use std::io::Write;
             let stdin = child.stdin.as_mut().unwrap();
-            stdin.write_all(b"watch ia\nwatch ib --prefix\n").unwrap();
+            stdin.write_all(lines.as_bytes()).unwrap();
             stdin.flush().unwrap();
             (child, dir)
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(1500));
     p.ok(&["put", "ia", "1"]);
     p.ok(&["put", "ib2", "2"]);
     let deadline = Instant::now() + Duration::from_secs(20);
