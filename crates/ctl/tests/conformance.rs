@@ -671,8 +671,16 @@ fn watch_case(p: &mut Pair, args: &[&str], writes: &[&[&str]], lines: usize) {
     }
     let args = args.as_slice();
     let mut bgs: Vec<Bg> = p.sides.iter().map(|s| Bg::spawn(s.tool, &s.endpoint(), args)).collect();
+    // One write at a time, each seen by both watches before the next: a
+    // watch that registers late then replays exactly one event, so the
+    // grouping of events into responses is the same on both sides.
     for w in writes {
+        let before: Vec<usize> = bgs.iter().map(|b| b.read("out").len()).collect();
         p.ok(w);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while bgs.iter().zip(&before).any(|(b, n)| b.read("out").len() <= *n) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     for b in &mut bgs {
         b.wait_lines(lines);
