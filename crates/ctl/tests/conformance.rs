@@ -456,6 +456,9 @@ fn tool_against_etcd_kv() {
     p.check(&["put", "fromstdin"], Some("value from stdin\n"), |s| s.to_string());
     p.ok(&["get", "fromstdin"]);
     p.ok(&["put", "fromstdin", "--ignore-value", "--prev-kv"]);
+    p.ok(&["put", "dash", "--", "-v"]);
+    p.ok(&["put", "--", "dash2", "-w"]);
+    p.ok(&["get", "dash", "--prefix", "-w", "json"]);
     p.ok(&["compaction", "3"]);
     p.ok(&["compaction", "--physical", "4"]);
     p.code(&["get", "foo", "--rev=2"], 1);
