@@ -27,6 +27,7 @@
 pub mod auth;
 pub mod client;
 pub mod cluster;
+pub mod concurrency;
 pub mod config;
 pub mod endpoints;
 pub mod error;

@@ -156,6 +156,8 @@ pub enum Command {
     MoveLeader(IdArgs),
     /// Defragments the storage of the etcd members with given endpoints
     Defrag(DefragArgs),
+    /// Acquires a named lock
+    Lock(LockArgs),
     /// Manages etcd node snapshots
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -170,6 +172,15 @@ pub enum Command {
     /// Enable or disable authentication
     #[command(subcommand)]
     Auth(AuthCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// timeout for session
+    #[arg(long, default_value = "10")]
+    pub ttl: String,
+    /// <lockname> [exec-command arg1 arg2 ...]
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

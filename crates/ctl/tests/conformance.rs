@@ -756,6 +756,8 @@ fn retcd_vs_etcd() {
     p.all_formats(&["member", "list"]);
     p.same(&["alarm", "list", "-w", "json"]);
     p.check(&["endpoint", "health"], None, no_durations);
+    p.ok(&["lock", "job", "--", "echo", "locked"]);
+    p.ok(&["get", "job", "--prefix"]);
     // Not the compacted-watch case: retcd's cancel response carries the
     // current revision in its header where etcd sends 0 (a server
     // difference, reported; retcdctl prints what it receives).
@@ -938,4 +940,37 @@ fn tool_against_etcd_streaming_keep_alive_and_interactive_watch() {
     }
     assert_eq!(outs[0], outs[1], "watch -i differs");
     assert_eq!(outs[0], "PUT\nia\n1\nPUT\nib2\n2\n");
+}
+
+fn sigterm(child: &Child) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+}
+
+#[test]
+fn tool_against_etcd_lock() {
+    let Some(mut p) = Pair::etcd_etcd() else { return };
+    p.ok(&["lock", "job", "--", "echo", "locked"]);
+    p.ok(&["get", "job", "--prefix"]);
+    p.code(&["lock"], 128);
+    p.code(&["lock", "job", "--", "sh", "-c", "exit 3"], 1);
+
+    // The same lock through both tools on one server: they exclude each other.
+    for (holder, waiter) in [(Tool::Etcdctl, Tool::Retcdctl), (Tool::Retcdctl, Tool::Etcdctl)] {
+        let ep = p.sides[0].endpoint();
+        let mut held = Bg::spawn(holder, &ep, &["lock", "shared"]);
+        held.wait_lines(2);
+        let key = held.read("out");
+        assert!(key.starts_with("shared/"), "{holder:?} lock output: {key:?}");
+        let mut waiting = Bg::spawn(waiter, &ep, &["lock", "shared", "--", "sh", "-c", "echo got $ETCD_LOCK_KEY"]);
+        std::thread::sleep(Duration::from_millis(1000));
+        assert_eq!(waiting.read("out"), "", "{waiter:?} took a lock {holder:?} holds");
+        sigterm(held.child.as_ref().unwrap());
+        assert_eq!(held.wait_exit(), Some(0), "{holder:?} lock after SIGTERM");
+        assert_eq!(waiting.wait_exit(), Some(0), "{waiter:?} lock: {}", waiting.read("err"));
+        let got = waiting.read("out");
+        assert!(got.starts_with("got shared/"), "{waiter:?}: {got:?}");
+        assert_ne!(got.trim_start_matches("got ").trim(), key.lines().next().unwrap_or(""));
+    }
+    let left = p.sides[0].raw(&["get", "shared", "--prefix", "--keys-only"], None);
+    assert_eq!(String::from_utf8_lossy(&left.stdout), "", "locks left behind");
 }

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod endpoint;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod member;
 pub mod txn;
@@ -29,6 +30,7 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Alarm(c) => maintenance::alarm(&ctx, c).await,
         Command::MoveLeader(a) => maintenance::move_leader(&ctx, a).await,
         Command::Defrag(a) => maintenance::defrag(&ctx, a).await,
+        Command::Lock(a) => lock::lock(&ctx, a).await,
         Command::Snapshot(c) => maintenance::snapshot(&ctx, c).await,
         Command::User(c) => auth::user(&ctx, c).await,
         Command::Role(c) => auth::role(&ctx, c).await,
