@@ -1,4 +1,4 @@
-//! Sessions and a distributed mutex built on leases, as etcd's
+//! Sessions, a distributed mutex and leader election built on leases, as etcd's
 //! `clientv3/concurrency` package builds them (same keys, so retcd-client
 //! and Go clients exclude each other).
 //!
@@ -129,6 +129,70 @@ impl Mutex {
     pub async fn unlock(&self, client: &Client) -> Result<()> {
         client.delete(DeleteRangeRequest { key: self.key.clone(), ..Default::default() }).await.map(|_| ())
     }
+}
+
+/// A won election: our key (value = the proposal) under `<name>/`.
+#[derive(Debug, Clone)]
+pub struct Leadership {
+    /// `<name>/<lease hex>`.
+    pub key: Vec<u8>,
+    /// Header of the response that made us leader.
+    pub header: ResponseHeader,
+}
+
+impl Leadership {
+    /// Campaigns in election `name` with `proposal`; returns once this
+    /// session is the leader (the candidate with the oldest key).
+    pub async fn campaign(session: &Session, name: &str, proposal: &[u8]) -> Result<Leadership> {
+        let client = &session.client;
+        let pfx = format!("{name}/").into_bytes();
+        let key = [pfx.clone(), format!("{:x}", session.lease).into_bytes()].concat();
+        let put = PutRequest { key: key.clone(), value: proposal.to_vec(), lease: session.lease, ..Default::default() };
+        let get = RangeRequest { key: key.clone(), ..Default::default() };
+        let txn = TxnRequest {
+            compare: vec![Compare {
+                result: compare::CompareResult::Equal as i32,
+                target: compare::CompareTarget::Create as i32,
+                key: key.clone(),
+                target_union: Some(compare::TargetUnion::CreateRevision(0)),
+                ..Default::default()
+            }],
+            success: vec![RequestOp { request: Some(request_op::Request::RequestPut(put.clone())) }],
+            failure: vec![RequestOp { request: Some(request_op::Request::RequestRange(get)) }],
+        };
+        let resp = client.txn(txn).await?;
+        let mut my_rev = resp.header.unwrap_or_default().revision;
+        if !resp.succeeded {
+            let kv =
+                resp.responses.first().and_then(range_of).and_then(|r| r.kvs.first()).ok_or(Error::StreamClosed)?;
+            my_rev = kv.create_revision;
+            if kv.value != proposal {
+                client.put_request(put).await?;
+            }
+        }
+        let header = wait_deletes(client, &pfx, my_rev - 1).await?;
+        Ok(Leadership { key, header })
+    }
+
+    /// Steps down (deletes our key).
+    pub async fn resign(&self, client: &Client) -> Result<()> {
+        client.delete(DeleteRangeRequest { key: self.key.clone(), ..Default::default() }).await.map(|_| ())
+    }
+}
+
+/// The current leader of election `name` (its key and proposal), if any.
+pub async fn leader(client: &Client, name: &str) -> Result<crate::etcdserverpb::RangeResponse> {
+    let pfx = format!("{name}/").into_bytes();
+    client
+        .range(RangeRequest {
+            key: pfx.clone(),
+            range_end: prefix_end(&pfx),
+            limit: 1,
+            sort_order: SortOrder::Ascend as i32,
+            sort_target: SortTarget::Create as i32,
+            ..Default::default()
+        })
+        .await
 }
 
 /// Waits until no key under `pfx` has a create revision <= `max_rev`.

@@ -158,6 +158,8 @@ pub enum Command {
     Defrag(DefragArgs),
     /// Acquires a named lock
     Lock(LockArgs),
+    /// Observes and participates in leader election
+    Elect(ElectArgs),
     /// Manages etcd node snapshots
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -172,6 +174,15 @@ pub enum Command {
     /// Enable or disable authentication
     #[command(subcommand)]
     Auth(AuthCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ElectArgs {
+    /// observation mode
+    #[arg(short = 'l', long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
+    pub listen: bool,
+    /// <election-name> [proposal]
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -974,3 +974,38 @@ fn tool_against_etcd_lock() {
     let left = p.sides[0].raw(&["get", "shared", "--prefix", "--keys-only"], None);
     assert_eq!(String::from_utf8_lossy(&left.stdout), "", "locks left behind");
 }
+
+#[test]
+fn tool_against_etcd_elect() {
+    let Some(mut p) = Pair::etcd_etcd() else { return };
+    p.code(&["elect"], 128);
+    p.code(&["elect", "e"], 128);
+    p.code(&["elect", "-l", "e", "p"], 128);
+    // One server, both tools: observers of each kind see the same leaders.
+    let ep = p.sides[0].endpoint();
+    let mut observers =
+        [Bg::spawn(Tool::Etcdctl, &ep, &["elect", "-l", "e"]), Bg::spawn(Tool::Retcdctl, &ep, &["elect", "-l", "e"])];
+    let mut first = Bg::spawn(Tool::Retcdctl, &ep, &["elect", "e", "p1"]);
+    first.wait_lines(2);
+    assert!(first.read("out").starts_with("e/"), "retcdctl campaign: {:?}", first.read("out"));
+    let mut second = Bg::spawn(Tool::Etcdctl, &ep, &["elect", "e", "p2"]);
+    for o in &mut observers {
+        o.wait_lines(2);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(second.read("out"), "", "etcdctl won an election retcdctl holds");
+    sigterm(first.child.as_ref().unwrap());
+    assert_eq!(first.wait_exit(), Some(0));
+    second.wait_lines(2);
+    assert!(second.read("out").ends_with("\np2\n"), "etcdctl campaign: {:?}", second.read("out"));
+    for o in &mut observers {
+        o.wait_lines(4);
+    }
+    let outs: Vec<String> = observers.iter().map(|o| o.read("out")).collect();
+    assert_eq!(outs[0], outs[1], "observers differ: etcdctl (left), retcdctl (right)");
+    assert_eq!(outs[0].lines().count(), 4, "{}", outs[0]);
+    assert_eq!(outs[0].lines().nth(1), Some("p1"));
+    assert_eq!(outs[0].lines().nth(3), Some("p2"));
+    sigterm(second.child.as_ref().unwrap());
+    assert_eq!(second.wait_exit(), Some(0));
+}

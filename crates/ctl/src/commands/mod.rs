@@ -31,6 +31,7 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::MoveLeader(a) => maintenance::move_leader(&ctx, a).await,
         Command::Defrag(a) => maintenance::defrag(&ctx, a).await,
         Command::Lock(a) => lock::lock(&ctx, a).await,
+        Command::Elect(a) => lock::elect(&ctx, a).await,
         Command::Snapshot(c) => maintenance::snapshot(&ctx, c).await,
         Command::User(c) => auth::user(&ctx, c).await,
         Command::Role(c) => auth::role(&ctx, c).await,
