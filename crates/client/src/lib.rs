@@ -4,8 +4,9 @@
 //! fail over to the next endpoint when one is down, has no leader or is a
 //! learner, and are retried only when that is safe (see [`client`]). Watches
 //! resume on another member without losing or repeating events ([`watch`]);
-//! leases can be kept alive in the background ([`lease`]). Errors expose
-//! etcd's error kinds ([`Error::etcd_kind`]).
+//! leases can be kept alive in the background ([`lease`]); locks and
+//! elections follow etcd's recipes ([`concurrency`]). Errors expose etcd's
+//! error kinds ([`Error::etcd_kind`]).
 //!
 //! Requests and responses are etcd's own protobuf messages (re-exported
 //! from [`retcd_api`]), so every field etcd offers is available.
