@@ -1,0 +1,106 @@
+//! What every command needs: the printer chosen by the global flags, clients
+//! built from them, the command timeout and stdout/stderr writers.
+
+use std::future::Future;
+use std::io::Write;
+
+use retcd_client::{Client, Config};
+
+use crate::cli::Global;
+use crate::exit::{CtlError, EXIT_BAD_ARGS, EXIT_BAD_FEATURE, EXIT_ERROR};
+use crate::printer::{Format, Printer};
+
+/// The parsed global flags and what derives from them.
+pub struct Ctx {
+    pub global: Global,
+}
+
+impl Ctx {
+    pub fn new(global: Global) -> Ctx {
+        Ctx { global }
+    }
+
+    /// The printer for `-w` and `--hex` (etcdctl checks the format when it
+    /// builds its client, after the command's own argument checks).
+    pub fn printer(&self) -> Result<Printer, CtlError> {
+        Ok(Printer { format: Format::parse(&self.global.write_out)?, hex: self.global.hex, value_only: false })
+    }
+
+    /// A client for the `--endpoints`, bounded by `--command-timeout`.
+    pub fn client(&self) -> Result<Client, CtlError> {
+        self.client_for(self.global.endpoints.clone(), true)
+    }
+
+    /// A client for `endpoints`; `timed`: calls end at the command timeout
+    /// (etcdctl runs some lease commands without one).
+    pub fn client_for(&self, endpoints: Vec<String>, timed: bool) -> Result<Client, CtlError> {
+        self.client_with(endpoints, timed, false)
+    }
+
+    /// [`Ctx::client_for`]; `require_leader`: watches end on members that
+    /// lose their leader (etcdctl's watch asks for that).
+    pub fn client_with(&self, endpoints: Vec<String>, timed: bool, require_leader: bool) -> Result<Client, CtlError> {
+        let g = &self.global;
+        self.printer()?;
+        if !g.cert.is_empty() || !g.key.is_empty() || !g.cacert.is_empty() || g.insecure_skip_tls_verify {
+            return Err(CtlError::new(EXIT_BAD_FEATURE, "TLS is not supported by retcdctl yet"));
+        }
+        if !g.insecure_transport {
+            return Err(CtlError::new(EXIT_BAD_FEATURE, "TLS is not supported by retcdctl yet"));
+        }
+        if !g.discovery_srv.is_empty() {
+            return Err(CtlError::new(EXIT_BAD_FEATURE, "DNS discovery is not supported by retcdctl"));
+        }
+        let mut cfg = Config::new(endpoints)
+            .dial_timeout(g.dial_timeout)
+            .keepalive(g.keepalive_time, g.keepalive_timeout)
+            .require_leader(require_leader);
+        if timed {
+            cfg = cfg.request_timeout(g.command_timeout);
+        }
+        if let Some((user, password)) = self.credentials()? {
+            cfg = cfg.credentials(user, password);
+        }
+        Client::new(cfg).map_err(|e| CtlError::new(EXIT_BAD_ARGS, e.to_string()))
+    }
+
+    /// `--user name[:password]` and `--password`; prompts (reading one line
+    /// of stdin) when no password is given.
+    fn credentials(&self) -> Result<Option<(String, String)>, CtlError> {
+        let g = &self.global;
+        if g.user.is_empty() {
+            return Ok(None);
+        }
+        if !g.password.is_empty() {
+            return Ok(Some((g.user.clone(), g.password.clone())));
+        }
+        if let Some((u, p)) = g.user.split_once(':') {
+            return Ok(Some((u.to_string(), p.to_string())));
+        }
+        eprint!("Password: ");
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(|e| CtlError::new(EXIT_ERROR, e.to_string()))?;
+        Ok(Some((g.user.clone(), line.trim_end_matches(['\n', '\r']).to_string())))
+    }
+
+    /// Runs `fut` under `--command-timeout`.
+    pub async fn timed<T>(&self, fut: impl Future<Output = Result<T, CtlError>>) -> Result<T, CtlError> {
+        tokio::time::timeout(self.global.command_timeout, fut)
+            .await
+            .unwrap_or_else(|_| Err(CtlError::new(EXIT_ERROR, "context deadline exceeded")))
+    }
+}
+
+/// Writes to stdout and flushes (output must reach pipes per event).
+pub fn out(bytes: impl AsRef<[u8]>) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(bytes.as_ref());
+    let _ = o.flush();
+}
+
+/// Writes to stderr.
+pub fn err(text: impl AsRef<str>) {
+    let mut e = std::io::stderr().lock();
+    let _ = e.write_all(text.as_ref().as_bytes());
+    let _ = e.flush();
+}
