@@ -198,6 +198,38 @@ pub struct LockArgs {
 pub enum SnapshotCommand {
     /// Stores an etcd node backend snapshot to a given file
     Save(PlainArgs),
+    /// Restores an etcd member snapshot to an etcd directory
+    Restore(RestoreArgs),
+}
+
+/// `snapshot restore`'s flags. The member's name, cluster and peer URLs are
+/// accepted as etcdctl's, but a restored retcd member takes them from its
+/// own start flags (it bootstraps like a new member with the data).
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Path to the data directory
+    #[arg(long, default_value = "")]
+    pub data_dir: String,
+    /// Path to the WAL directory (use --data-dir if none given)
+    #[arg(long, default_value = "")]
+    pub wal_dir: String,
+    /// Initial cluster configuration for restore bootstrap
+    #[arg(long, default_value = "default=http://localhost:2380")]
+    pub initial_cluster: String,
+    /// Initial cluster token for the etcd cluster during restore bootstrap
+    #[arg(long, default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// List of this member's peer URLs to advertise to the rest of the cluster
+    #[arg(long, default_value = "http://localhost:2380")]
+    pub initial_advertise_peer_urls: String,
+    /// Human-readable name for this member
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Ignore snapshot integrity hash value (required if copied from data directory)
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub skip_hash_check: bool,
+    /// <filename>
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

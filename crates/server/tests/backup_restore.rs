@@ -75,12 +75,12 @@ async fn snapshot_saved_under_load_restores_into_a_new_cluster() {
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[100] ^= 0xff;
     std::fs::write(&damaged, &bytes).unwrap();
-    let err = retcd_storage::backup::restore(&damaged, &damaged.with_extension("dir")).unwrap_err();
+    let err = retcd_storage::backup::restore(&damaged, &damaged.with_extension("dir"), false).unwrap_err();
     assert!(err.to_string().starts_with("expected sha256 "), "{err}");
 
     let mut restored = Cluster::new(retcd(), 3, &[]);
     for m in &restored.members {
-        retcd_storage::backup::restore(&file, &m.data_dir).unwrap();
+        retcd_storage::backup::restore(&file, &m.data_dir, false).unwrap();
     }
     restored.start_all();
     let mut hashes = Vec::new();

@@ -2,6 +2,7 @@
 
 use retcd_client::etcdserverpb::alarm_request::AlarmAction;
 use retcd_client::etcdserverpb::{AlarmResponse, AlarmType};
+use std::path::Path;
 
 use crate::cli::{AlarmCommand, DefragArgs, IdArgs, SnapshotCommand};
 use crate::commands::endpoint::endpoints;
@@ -98,7 +99,10 @@ pub async fn defrag(ctx: &Ctx, a: DefragArgs) -> Result<(), CtlError> {
 /// `<file>.part`, checked for etcd's trailing sha256 (the stream is a
 /// multiple of 512 bytes plus the 32-byte digest), fsynced, then renamed.
 pub async fn snapshot(ctx: &Ctx, cmd: SnapshotCommand) -> Result<(), CtlError> {
-    let SnapshotCommand::Save(a) = cmd;
+    let a = match cmd {
+        SnapshotCommand::Save(a) => a,
+        SnapshotCommand::Restore(r) => return restore(r),
+    };
     if a.args.len() != 1 {
         return Err(CtlError::bad_args("snapshot save expects one argument"));
     }
@@ -117,6 +121,20 @@ pub async fn snapshot(ctx: &Ctx, cmd: SnapshotCommand) -> Result<(), CtlError> {
     result.map_err(|msg| CtlError::new(EXIT_INTERRUPTED, msg))?;
     out(format!("Snapshot saved at {path}\n"));
     Ok(())
+}
+
+/// `snapshot restore <file>`: a new data dir (default `<name>.etcd`) whose
+/// backend is the snapshot's database (see `retcd_storage::backup`).
+fn restore(r: crate::cli::RestoreArgs) -> Result<(), CtlError> {
+    if r.args.len() != 1 {
+        return Err(CtlError::bad_args("snapshot restore requires exactly one argument"));
+    }
+    if !r.wal_dir.is_empty() {
+        return Err(CtlError::bad_args("--wal-dir is not supported by retcd (the WAL lives in the data dir)"));
+    }
+    let data_dir = if r.data_dir.is_empty() { format!("{}.etcd", r.name) } else { r.data_dir };
+    retcd_storage::backup::restore(Path::new(&r.args[0]), Path::new(&data_dir), r.skip_hash_check)
+        .map_err(|e| CtlError::new(EXIT_ERROR, e.to_string()))
 }
 
 async fn save_to(client: &retcd_client::Client, part: &str, path: &str) -> Result<(), String> {
