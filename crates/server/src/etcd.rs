@@ -117,6 +117,8 @@ pub struct Etcd {
     committer: Option<retcd_storage::backend::CommitterHandle>,
     shutdown_tx: Vec<oneshot::Sender<()>>,
     serve_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// `--max-concurrent-streams` of every HTTP/2 connection served.
+    max_concurrent_streams: u32,
 }
 
 /// A URL to listen on: its address and whether it is `https`.
@@ -413,6 +415,7 @@ impl Etcd {
             committer: Some(committer),
             shutdown_tx: Vec::new(),
             serve_tasks: Vec::new(),
+            max_concurrent_streams: cfg.max_concurrent_streams,
         };
         for url in peer_addrs {
             let service = PeerService {
@@ -515,32 +518,21 @@ impl Etcd {
         let listener = TcpListener::bind(addr).await.map_err(listen_err)?;
         let bound = listener.local_addr().map_err(listen_err)?;
         let (tx, rx) = oneshot::channel::<()>();
-        let what = what.to_string();
-        // The client's address is kept for the request log.
-        let service = router.into_make_service_with_connect_info::<crate::listener::ClientAddr>();
         let shutdown = async {
             let _ = rx.await;
         };
+        let max_streams = self.max_concurrent_streams;
         let task = match tls {
             Some(config) => {
                 let listener = crate::tls::TlsListener::new(listener, config).map_err(listen_err)?;
-                let serve = axum::serve(listener, service).with_graceful_shutdown(shutdown);
-                tokio::spawn(async move {
-                    if let Err(e) = serve.await {
-                        tracing::error!("{what} listener {bound} failed: {e}");
-                    }
-                })
+                tokio::spawn(crate::listener::serve(listener, router, max_streams, shutdown))
             }
             None => {
                 let listener = crate::listener::PlainListener(listener);
-                let serve = axum::serve(listener, service).with_graceful_shutdown(shutdown);
-                tokio::spawn(async move {
-                    if let Err(e) = serve.await {
-                        tracing::error!("{what} listener {bound} failed: {e}");
-                    }
-                })
+                tokio::spawn(crate::listener::serve(listener, router, max_streams, shutdown))
             }
         };
+        tracing::debug!("serving {what} on {scheme}://{bound}");
         self.shutdown_tx.push(tx);
         self.serve_tasks.push(task);
         Ok(bound)

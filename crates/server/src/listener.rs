@@ -1,15 +1,23 @@
-//! The listeners behind `axum::serve`: plain TCP with Nagle's algorithm off
-//! (small gRPC frames must not wait for delayed ACKs: ~40 ms a request), and
-//! TLS ([`crate::tls::TlsListener`]); both record the client's address for
-//! the request log as [`ClientAddr`].
+//! Serving HTTP/1.1 and HTTP/2 (gRPC) on a listener ([`serve`]), and the
+//! plain TCP listener: Nagle's algorithm off (small gRPC frames must not
+//! wait for delayed ACKs: ~40 ms a request). The TLS listener is
+//! [`crate::tls::TlsListener`]. Requests carry the client's address as
+//! [`ClientAddr`] for the request log.
 
 use std::net::SocketAddr;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
-use tokio::net::{TcpListener, TcpStream};
+use std::future::Future;
 
-use crate::tls::TlsListener;
+use axum::extract::ConnectInfo;
+use axum::serve::Listener;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tower::ServiceExt;
 
 /// The client's address of a connection.
 #[derive(Debug, Clone, Copy)]
@@ -43,14 +51,36 @@ impl Listener for PlainListener {
     }
 }
 
-impl Connected<IncomingStream<'_, PlainListener>> for ClientAddr {
-    fn connect_info(stream: IncomingStream<'_, PlainListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
+/// Serves `router` on the connections of `listener` until `shutdown`
+/// resolves, then lets open connections finish (GOAWAY; the caller bounds
+/// how long it waits). HTTP/1.1 and HTTP/2 are both served; an HTTP/2
+/// connection carries at most `max_streams` concurrent streams
+/// (`--max-concurrent-streams`). Each request carries its client's address
+/// as `ConnectInfo<ClientAddr>`.
+pub async fn serve<L>(mut listener: L, router: Router, max_streams: u32, shutdown: impl Future<Output = ()>)
+where
+    L: Listener<Addr = SocketAddr>,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http2().max_concurrent_streams(max_streams);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (io, addr) = tokio::select! {
+            conn = listener.accept() => conn,
+            () = &mut shutdown => break,
+        };
+        let service = router.clone().map_request(move |mut req: axum::extract::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(ClientAddr(addr)));
+            req
+        });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("connection from {addr} ended: {e}");
+            }
+        });
     }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for ClientAddr {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
-    }
+    graceful.shutdown().await;
 }
