@@ -18,6 +18,7 @@ use retcd_api::etcdserverpb::alarm_request::AlarmAction;
 use retcd_api::etcdserverpb::{AlarmRequest, AlarmType, HashKvRequest, HashKvResponse};
 use retcd_api::retcdpb::peer_client::PeerClient;
 use retcd_api::retcdpb::InternalRequest;
+use retcd_storage::mvcc::HashKv;
 
 use crate::server::EtcdServer;
 
@@ -80,27 +81,38 @@ pub fn spawn_periodic(server: &Arc<EtcdServer>, every: Duration) {
     });
 }
 
-async fn check(server: &EtcdServer) {
+async fn own_hash(server: &EtcdServer) -> Option<HashKv> {
     let kv = server.kv.clone();
-    let own = match tokio::task::spawn_blocking(move || kv.hash_kv(0)).await {
-        Ok(Ok(h)) => h,
-        _ => return,
-    };
+    match tokio::task::spawn_blocking(move || kv.hash_kv(0)).await {
+        Ok(Ok(h)) => Some(h),
+        _ => None,
+    }
+}
+
+async fn check(server: &EtcdServer) {
+    let Some(own) = own_hash(server).await else { return };
+    let peers = peer_hashes(server, own.revision).await;
+    // Writes go on while the peers answer: a follower may by now have
+    // applied past `own.revision`, so "ahead" is judged against the
+    // leader's revision after the answers came in.
+    let Some(now) = own_hash(server).await else { return };
     let mut corrupt = Vec::new();
-    for (id, peer) in peer_hashes(server, own.revision).await {
+    for (id, peer) in peers {
         let peer_rev = peer.header.as_ref().map(|h| h.revision).unwrap_or(0);
         // A follower is never ahead of its leader, and its compaction
         // follows the leader's; at the same compaction the hashes agree.
-        let ahead = peer_rev > own.revision || peer.compact_revision > own.compact_revision;
+        let ahead = peer_rev > now.revision || peer.compact_revision > now.compact_revision;
         let differs = peer.compact_revision == own.compact_revision && peer.hash != own.hash;
         if ahead || differs {
             tracing::error!(
-                "member {id:x} is inconsistent with the leader at revision {} (hash {} vs {}, compacted at {} vs {})",
+                "member {id:x} is inconsistent with the leader at revision {} (hash {} vs {}, compacted at {} vs {}, revision now {} vs {})",
                 own.revision,
                 peer.hash,
                 own.hash,
                 peer.compact_revision,
-                own.compact_revision
+                own.compact_revision,
+                peer_rev,
+                now.revision
             );
             corrupt.push(id);
         }
