@@ -198,6 +198,8 @@ pub struct LockArgs {
 pub enum SnapshotCommand {
     /// Stores an etcd node backend snapshot to a given file
     Save(PlainArgs),
+    /// Gets backend snapshot status of a given file
+    Status(PlainArgs),
     /// Restores an etcd member snapshot to an etcd directory
     Restore(RestoreArgs),
 }

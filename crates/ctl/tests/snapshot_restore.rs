@@ -124,3 +124,48 @@ fn snapshot_saved_under_load_restores_into_a_new_cluster() {
     let members = stdout(&retcdctl(&restored.members[0].endpoint(), &["member", "list"]));
     assert_eq!(members.lines().count(), 3, "{members}");
 }
+
+/// `snapshot status` on a saved snapshot: its revision is the server's,
+/// and every output format has etcdctl's shape.
+#[test]
+fn snapshot_status_reports_the_saved_revision() {
+    let Some(retcd) = retcd_binary() else { return };
+    let server = Cluster::start(&retcd, 1, &[]);
+    let ep = server.members[0].endpoint();
+    for i in 0..5 {
+        assert!(retcdctl(&ep, &["put", &format!("k{i}"), "v"]).status.success());
+    }
+    assert!(retcdctl(&ep, &["del", "k0"]).status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.db");
+    let file = file.to_str().unwrap();
+    assert!(retcdctl(&ep, &["snapshot", "save", file]).status.success());
+    drop(server);
+
+    let simple = stdout(&retcdctl(&ep, &["snapshot", "status", file]));
+    let fields: Vec<&str> = simple.trim_end().split(", ").collect();
+    assert_eq!(fields.len(), 4, "{simple}");
+    assert!(u32::from_str_radix(fields[0], 16).is_ok(), "{simple}");
+    // Five puts and a delete after revision 1.
+    assert_eq!(fields[1], "7", "{simple}");
+    let size = std::fs::metadata(file).unwrap().len() - 32;
+    let json = stdout(&retcdctl(&ep, &["snapshot", "status", file, "-w", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["revision"], 7);
+    assert_eq!(v["totalSize"], size);
+    assert_eq!(format!("{:x}", v["hash"].as_u64().unwrap()), fields[0]);
+    // Six revisions at least, plus metadata records.
+    assert!(v["totalKey"].as_u64().unwrap() >= 6, "{json}");
+    let table = stdout(&retcdctl(&ep, &["snapshot", "status", file, "-w", "table"]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 5, "{table}");
+    assert!(lines[1].starts_with("|   HASH   | REVISION | TOTAL KEYS | TOTAL SIZE |"), "{table}");
+    assert_eq!(
+        stdout(&retcdctl(&ep, &["snapshot", "status", file, "-w", "fields"])).lines().next().unwrap(),
+        format!("\"Hash\" : {}", v["hash"])
+    );
+
+    let missing = retcdctl(&ep, &["snapshot", "status", "/nonexistent/s.db"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&missing.stderr), "Error: stat /nonexistent/s.db: no such file or directory\n");
+}

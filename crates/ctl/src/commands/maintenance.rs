@@ -102,6 +102,7 @@ pub async fn snapshot(ctx: &Ctx, cmd: SnapshotCommand) -> Result<(), CtlError> {
     let a = match cmd {
         SnapshotCommand::Save(a) => a,
         SnapshotCommand::Restore(r) => return restore(r),
+        SnapshotCommand::Status(a) => return status(ctx, a),
     };
     if a.args.len() != 1 {
         return Err(CtlError::bad_args("snapshot save expects one argument"));
@@ -120,6 +121,19 @@ pub async fn snapshot(ctx: &Ctx, cmd: SnapshotCommand) -> Result<(), CtlError> {
     let _ = std::fs::remove_file(&part);
     result.map_err(|msg| CtlError::new(EXIT_INTERRUPTED, msg))?;
     out(format!("Snapshot saved at {path}\n"));
+    Ok(())
+}
+
+/// `snapshot status <file>`: hash, revision, record count and size of a
+/// saved snapshot (see `retcd_storage::backup::status`).
+fn status(ctx: &Ctx, a: crate::cli::PlainArgs) -> Result<(), CtlError> {
+    if a.args.len() != 1 {
+        return Err(CtlError::bad_args("snapshot status requires exactly one argument"));
+    }
+    let printer = ctx.printer()?;
+    let st =
+        retcd_storage::backup::status(Path::new(&a.args[0])).map_err(|e| CtlError::new(EXIT_ERROR, e.to_string()))?;
+    out(printer.db_status(&st)?);
     Ok(())
 }
 

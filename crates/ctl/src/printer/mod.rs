@@ -633,6 +633,34 @@ impl Printer {
         }
     }
 
+    /// `snapshot status`.
+    pub fn db_status(&self, st: &retcd_storage::backup::Status) -> Out {
+        let row = || {
+            vec![
+                format!("{:x}", st.hash),
+                st.revision.to_string(),
+                st.total_key.to_string(),
+                human_bytes(st.total_size),
+            ]
+        };
+        match self.format {
+            Format::Simple => Ok(row().join(", ") + "\n"),
+            Format::Json => Ok(json::Obj::new()
+                .num("hash", st.hash, false)
+                .num("revision", st.revision, false)
+                .num("totalKey", st.total_key, false)
+                .num("totalSize", st.total_size, false)
+                .done()
+                + "\n"),
+            Format::Fields => Ok(format!(
+                "\"Hash\" : {}\n\"Revision\" : {}\n\"Keys\" : {}\n\"Size\" : {}\n",
+                st.hash, st.revision, st.total_key, st.total_size
+            )),
+            Format::Table => Ok(table::render(&["hash", "revision", "total keys", "total size"], &[row()])),
+            f => Err(unsupported(f)),
+        }
+    }
+
     /// Responses that are only a header (auth changes, defragment):
     /// `simple` prints `text`.
     pub fn header_only(&self, header: &Option<ResponseHeader>, text: String) -> Out {
