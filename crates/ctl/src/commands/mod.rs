@@ -7,6 +7,7 @@ pub mod lease;
 pub mod lock;
 pub mod maintenance;
 pub mod member;
+pub mod mirror;
 pub mod txn;
 pub mod watch;
 
@@ -33,6 +34,7 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Lock(a) => lock::lock(&ctx, a).await,
         Command::Elect(a) => lock::elect(&ctx, a).await,
         Command::Snapshot(c) => maintenance::snapshot(&ctx, c).await,
+        Command::MakeMirror(a) => mirror::make_mirror(&ctx, a).await,
         Command::User(c) => auth::user(&ctx, c).await,
         Command::Role(c) => auth::role(&ctx, c).await,
         Command::Auth(c) => auth::auth(&ctx, c).await,
