@@ -165,6 +165,9 @@ pub enum Command {
     Snapshot(SnapshotCommand),
     /// Makes a mirror at the destination etcd cluster
     MakeMirror(MakeMirrorArgs),
+    /// commands for checking properties of the etcd cluster
+    #[command(subcommand)]
+    Check(CheckCommand),
     /// Prints the version of etcdctl
     Version,
     /// User related commands
@@ -185,6 +188,28 @@ pub struct ElectArgs {
     pub listen: bool,
     /// <election-name> [proposal]
     pub args: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckCommand {
+    /// Check the performance of the etcd cluster
+    Perf(CheckPerfArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckPerfArgs {
+    /// The performance check's workload model. Accepted workloads: s(small), m(medium), l(large), xl(xLarge)
+    #[arg(long, default_value = "s")]
+    pub load: String,
+    /// The prefix for writing the performance check's keys.
+    #[arg(long, default_value = "/etcdctl-check-perf/")]
+    pub prefix: String,
+    /// Compact storage with last revision after test is finished.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
+    pub auto_compact: bool,
+    /// Defragment storage after test is finished.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
+    pub auto_defrag: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! One module per command group; [`run`] dispatches a parsed command line.
 
 pub mod auth;
+pub mod check;
 pub mod endpoint;
 pub mod kv;
 pub mod lease;
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Elect(a) => lock::elect(&ctx, a).await,
         Command::Snapshot(c) => maintenance::snapshot(&ctx, c).await,
         Command::MakeMirror(a) => mirror::make_mirror(&ctx, a).await,
+        Command::Check(crate::cli::CheckCommand::Perf(a)) => check::perf(&ctx, a).await,
         Command::User(c) => auth::user(&ctx, c).await,
         Command::Role(c) => auth::role(&ctx, c).await,
         Command::Auth(c) => auth::auth(&ctx, c).await,
