@@ -41,6 +41,9 @@ impl Ctx {
     /// lose their leader (etcdctl's watch asks for that).
     pub fn client_with(&self, endpoints: Vec<String>, timed: bool, require_leader: bool) -> Result<Client, CtlError> {
         let g = &self.global;
+        if g.debug && !DEBUG_PRINTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            err(debug_flags(g));
+        }
         self.printer()?;
         if !g.cert.is_empty() || !g.key.is_empty() || !g.cacert.is_empty() || g.insecure_skip_tls_verify {
             return Err(CtlError::new(EXIT_BAD_FEATURE, "TLS is not supported by retcdctl yet"));
@@ -89,6 +92,37 @@ impl Ctx {
             .await
             .unwrap_or_else(|_| Err(CtlError::new(EXIT_ERROR, "context deadline exceeded")))
     }
+}
+
+/// `--debug` prints the global flags once, before the first client.
+static DEBUG_PRINTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// What `--debug` prints first: every global flag as the `ETCDCTL_*`
+/// variable that would set it, in flag-name order, with pflag's rendering
+/// of its value (as etcdctl 3.4 does, password included).
+pub fn debug_flags(g: &Global) -> String {
+    use crate::printer::gofmt::duration;
+    let flags: [(&str, String); 18] = [
+        ("CACERT", g.cacert.clone()),
+        ("CERT", g.cert.clone()),
+        ("COMMAND_TIMEOUT", duration(g.command_timeout)),
+        ("DEBUG", g.debug.to_string()),
+        ("DIAL_TIMEOUT", duration(g.dial_timeout)),
+        ("DISCOVERY_SRV", g.discovery_srv.clone()),
+        ("DISCOVERY_SRV_NAME", g.discovery_srv_name.clone()),
+        ("ENDPOINTS", format!("[{}]", g.endpoints.join(","))),
+        ("HEX", g.hex.to_string()),
+        ("INSECURE_DISCOVERY", g.insecure_discovery.to_string()),
+        ("INSECURE_SKIP_TLS_VERIFY", g.insecure_skip_tls_verify.to_string()),
+        ("INSECURE_TRANSPORT", g.insecure_transport.to_string()),
+        ("KEEPALIVE_TIME", duration(g.keepalive_time)),
+        ("KEEPALIVE_TIMEOUT", duration(g.keepalive_timeout)),
+        ("KEY", g.key.clone()),
+        ("PASSWORD", g.password.clone()),
+        ("USER", g.user.clone()),
+        ("WRITE_OUT", g.write_out.clone()),
+    ];
+    flags.iter().map(|(name, value)| format!("ETCDCTL_{name}={value}\n")).collect()
 }
 
 /// Writes to stdout and flushes (output must reach pipes per event).

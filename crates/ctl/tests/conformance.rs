@@ -1009,3 +1009,29 @@ fn tool_against_etcd_elect() {
     sigterm(second.child.as_ref().unwrap());
     assert_eq!(second.wait_exit(), Some(0));
 }
+
+/// `--debug` first prints every global flag as its `ETCDCTL_*` variable
+/// (flags and environment both count); the grpc-go log lines etcdctl
+/// prints after that are its own.
+#[test]
+fn debug_prints_the_global_flags_as_etcdctl() {
+    if retcd_testkit::require_tool("etcdctl").is_none() {
+        return;
+    }
+    let ep = format!("127.0.0.1:{},127.0.0.1:{}", retcd_testkit::free_port(), retcd_testkit::free_port());
+    let flags = |tool: Tool| {
+        let out = command(tool, &ep, &["--debug", "--dial-timeout", "300ms", "--user", "u:p", "get", "x"])
+            .env("ETCDCTL_HEX", "true")
+            .output()
+            .unwrap();
+        assert_ne!(out.status.code(), Some(0));
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .take_while(|l| l.starts_with("ETCDCTL_"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let theirs = flags(Tool::Etcdctl);
+    assert_eq!(theirs.lines().count(), 18, "{theirs}");
+    assert_eq!(flags(Tool::Retcdctl), theirs);
+}
