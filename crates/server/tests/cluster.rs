@@ -690,3 +690,24 @@ async fn require_leader_fails_fast_without_quorum() {
     read.metadata_mut().insert("hasleader", "false".parse().unwrap());
     kv(&url).await.range(read).await.unwrap();
 }
+
+/// A linearizable read waiting on a leader that stops answering fails as
+/// soon as the follower sees the leadership change, with etcd's retryable
+/// "leader changed", not at the request timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn read_waiting_on_a_lost_leader_fails_with_leader_changed() {
+    let _serial = serial();
+    let cluster = Cluster::start(retcd(), 3, &[]);
+    let lead = leader(&cluster).await.expect("leader");
+    let follower = (lead + 1) % 3;
+    // Longer than the server's request timeout: the error must come from the server.
+    let mut c = kv_with_timeout(&cluster.members[follower].url(), Duration::from_secs(30)).await;
+    c.put(PutRequest { key: b"k".to_vec(), value: b"1".to_vec(), ..Default::default() }).await.unwrap();
+    let pid = cluster.members[lead].pid().unwrap();
+    signal(pid, "STOP");
+    let read = c.range(RangeRequest { key: b"k".to_vec(), ..Default::default() }).await;
+    signal(pid, "CONT");
+    let err = read.expect_err("the leader was frozen");
+    // "no leader" if the follower had already noticed before the read came.
+    assert!(["etcdserver: leader changed", "etcdserver: no leader"].contains(&err.message()), "{err:?}");
+}

@@ -376,6 +376,14 @@ impl RaftNode {
                     self.node.raft.term
                 );
                 (self.on_leader_change)(ss.leader_id, is_leader);
+                // A read-index request sent to the old leader will not be
+                // answered: fail it now with etcd's retryable error rather
+                // than at the request timeout (clients retry it).
+                for (_, waiters) in self.reads_in_flight.drain() {
+                    for tx in waiters {
+                        let _ = tx.send(Err(EtcdError::LeaderChanged));
+                    }
+                }
             }
         }
         if !ready.messages().is_empty() {
