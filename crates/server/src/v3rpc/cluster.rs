@@ -31,6 +31,13 @@ impl ClusterService {
         Some(self.server.header(0))
     }
 
+    /// Waits until this member has applied every membership change
+    /// committed so far (a read index): a follower must not refuse a change
+    /// for a member the leader just added, nor allow one it just removed.
+    async fn synced(&self) -> Result<(), EtcdError> {
+        self.server.linearizable_read().await
+    }
+
     fn check_urls(urls: &[String]) -> Result<(), EtcdError> {
         if urls.is_empty() || parse_urls(&urls.join(","), "peer-urls").is_err() {
             return Err(EtcdError::MemberBadURLs);
@@ -56,6 +63,7 @@ impl ClusterService {
 impl Cluster for ClusterService {
     async fn member_add(&self, req: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
         self.server.check_admin(&crate::auth::request::Creds::of(req.metadata())).await?;
+        self.synced().await?;
         let r = req.into_inner();
         Self::check_urls(&r.peer_ur_ls)?;
         let members = self.server.members();
@@ -88,6 +96,7 @@ impl Cluster for ClusterService {
 
     async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
         self.server.check_admin(&crate::auth::request::Creds::of(req.metadata())).await?;
+        self.synced().await?;
         let id = req.into_inner().id;
         let member = self.server.membership.get(id).ok_or(EtcdError::MemberNotFound)?;
         if !member.is_learner {
@@ -100,6 +109,7 @@ impl Cluster for ClusterService {
 
     async fn member_update(&self, req: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
         self.server.check_admin(&crate::auth::request::Creds::of(req.metadata())).await?;
+        self.synced().await?;
         let r = req.into_inner();
         Self::check_urls(&r.peer_ur_ls)?;
         self.server.membership.get(r.id).ok_or(EtcdError::MemberNotFound)?;
@@ -122,6 +132,7 @@ impl Cluster for ClusterService {
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         self.server.check_admin(&crate::auth::request::Creds::of(req.metadata())).await?;
+        self.synced().await?;
         let id = req.into_inner().id;
         let member = self.server.membership.get(id).ok_or(EtcdError::MemberNotFound)?;
         if !member.is_learner {
