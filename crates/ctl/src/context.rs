@@ -4,7 +4,9 @@
 use std::future::Future;
 use std::io::Write;
 
-use retcd_client::{Client, Config};
+use std::path::PathBuf;
+
+use retcd_client::{Client, Config, TlsConfig};
 
 use crate::cli::Global;
 use crate::exit::{CtlError, EXIT_BAD_ARGS, EXIT_BAD_FEATURE, EXIT_ERROR};
@@ -42,12 +44,7 @@ impl Ctx {
     pub fn client_with(&self, endpoints: Vec<String>, timed: bool, require_leader: bool) -> Result<Client, CtlError> {
         let g = &self.global;
         self.printer()?;
-        if !g.cert.is_empty() || !g.key.is_empty() || !g.cacert.is_empty() || g.insecure_skip_tls_verify {
-            return Err(CtlError::new(EXIT_BAD_FEATURE, "TLS is not supported by retcdctl yet"));
-        }
-        if !g.insecure_transport {
-            return Err(CtlError::new(EXIT_BAD_FEATURE, "TLS is not supported by retcdctl yet"));
-        }
+        let tls = self.tls()?;
         if !g.discovery_srv.is_empty() {
             return Err(CtlError::new(EXIT_BAD_FEATURE, "DNS discovery is not supported by retcdctl"));
         }
@@ -58,10 +55,42 @@ impl Ctx {
         if timed {
             cfg = cfg.request_timeout(g.command_timeout);
         }
+        if let Some(tls) = tls {
+            cfg = cfg.tls(tls);
+        }
         if let Some((user, password)) = self.credentials()? {
             cfg = cfg.credentials(user, password);
         }
         Client::new(cfg).map_err(|e| CtlError::new(EXIT_BAD_ARGS, e.to_string()))
+    }
+
+    /// The TLS settings of `--cacert`, `--cert`, `--key`,
+    /// `--insecure-transport` and `--insecure-skip-tls-verify`, as etcdctl
+    /// derives them: any file flag turns TLS on; `--insecure-transport=false`
+    /// alone turns it on with the system's CAs; skipping verification only
+    /// applies when TLS is on. (`https://` endpoints use TLS regardless.)
+    fn tls(&self) -> Result<Option<TlsConfig>, CtlError> {
+        let g = &self.global;
+        let file = |value: &Option<String>, flag: &str| match value.as_deref() {
+            Some("") => Err(CtlError::bad_args(format!("empty string is passed to --{flag} option"))),
+            other => Ok(other.map(PathBuf::from)),
+        };
+        let (cert_file, key_file, ca_file) = (file(&g.cert, "cert")?, file(&g.key, "key")?, file(&g.cacert, "cacert")?);
+        let any_file = cert_file.is_some() || key_file.is_some() || ca_file.is_some();
+        if !any_file && g.insecure_transport {
+            return Ok(None);
+        }
+        let tls = TlsConfig {
+            cert_file,
+            key_file,
+            ca_file,
+            insecure_skip_verify: g.insecure_skip_tls_verify,
+            server_name: None,
+        };
+        // etcdctl reads the files before it dials: report them here, as it
+        // does, with its exit code for bad arguments.
+        tls.build().map_err(CtlError::bad_args)?;
+        Ok(Some(tls))
     }
 
     /// `--user name[:password]` and `--password`; prompts (reading one line

@@ -20,6 +20,8 @@ use retcd_api::etcdserverpb::kv_client::KvClient;
 use retcd_api::etcdserverpb::RangeRequest;
 use tonic::transport::Channel;
 
+pub mod pki;
+
 /// A free TCP port on 127.0.0.1 (the OS picks; the listener is closed at once).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
