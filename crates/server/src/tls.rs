@@ -25,6 +25,8 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::listener::TlsRemote;
+
 /// A handshake that takes longer is abandoned.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -269,7 +271,7 @@ pub fn common_name(cert: &[u8]) -> Option<String> {
 
 /// Connections that finished their TLS handshake, for `axum::serve`.
 pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, TlsRemote)>,
     local: SocketAddr,
 }
 
@@ -299,7 +301,17 @@ impl TlsListener {
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
+                            // A client certificate is only there if it was
+                            // verified (rustls asks for one only with
+                            // --client-cert-auth and fails the handshake
+                            // otherwise).
+                            let cn = tls
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .and_then(|c| common_name(c));
+                            let _ = tx.send((tls, TlsRemote { addr: peer, cn })).await;
                         }
                         Ok(Err(e)) => tracing::warn!("rejected connection from {peer}: TLS handshake: {e}"),
                         Err(_) => tracing::warn!("rejected connection from {peer}: TLS handshake timed out"),
@@ -313,7 +325,7 @@ impl TlsListener {
 
 impl axum::serve::Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
+    type Addr = TlsRemote;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         match self.ready.recv().await {
@@ -324,7 +336,7 @@ impl axum::serve::Listener for TlsListener {
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
+        Ok(TlsRemote { addr: self.local, cn: None })
     }
 }
 
