@@ -1,11 +1,14 @@
-//! TLS on the client listeners (`https://` client URLs), with rustls:
+//! TLS on the client and peer listeners (`https://` URLs), with rustls:
 //! `--cert-file`/`--key-file`, `--trusted-ca-file` with `--client-cert-auth`
 //! (mutual TLS), `--client-crl-file`, `--auto-tls` (a self-signed
 //! certificate made at start), `--cipher-suites` and `--tls-min-version`.
 //!
 //! Handshakes run in their own tasks, so a client that stalls its handshake
 //! never holds up the accept loop; finished connections are handed to the
-//! HTTP server through [`TlsListener`].
+//! HTTP server through [`TlsListener`], with the common name of the
+//! client certificate they were verified with (certificate-based auth and
+//! `--peer-cert-allowed-cn` read it with [`common_name`]). The same
+//! settings with the `--peer-*` flags secure the peer listener.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

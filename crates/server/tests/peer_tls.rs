@@ -146,3 +146,23 @@ fn https_peer_url_needs_a_certificate() {
         "{log_text}"
     );
 }
+
+/// `--peer-auto-tls`: each member makes its own self-signed certificate;
+/// peers encrypt without verifying each other (as etcd), and the cluster
+/// works.
+#[test]
+fn peer_auto_tls_cluster_replicates() {
+    if require_tool("etcdctl").is_none() {
+        return;
+    }
+    let mut cluster = Cluster::new(retcd(), 3, &["--peer-auto-tls"]);
+    cluster.peer_scheme = "https".into();
+    cluster.start_all();
+    let put = etcdctl(&cluster.members[0].endpoint(), &["put", "auto", "tls"], None);
+    assert!(put.status.success(), "{}", text(&put));
+    for m in &cluster.members {
+        let got = etcdctl(&m.endpoint(), &["get", "auto", "--print-value-only"], None);
+        assert_eq!(String::from_utf8_lossy(&got.stdout), "tls\n", "{}: {}", m.name, text(&got));
+        assert!(m.data_dir.join("fixtures/peer/cert.pem").exists(), "{}: no generated certificate", m.name);
+    }
+}
