@@ -71,7 +71,7 @@ impl Client {
     /// let _guard = rt.enter();
     /// let client = Client::new(Config::new(["127.0.0.1:2379"])).expect("valid endpoints");
     /// assert_eq!(client.endpoints(), vec!["127.0.0.1:2379".to_string()]);
-    /// assert!(Client::new(Config::new(["https://127.0.0.1:2379"])).is_err());
+    /// assert!(Client::new(Config::new(["ftp://127.0.0.1:2379"])).is_err());
     /// ```
     pub fn new(cfg: Config) -> Result<Client> {
         let balancer = Balancer::new(&cfg)?;

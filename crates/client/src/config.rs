@@ -1,10 +1,12 @@
-//! Client settings: endpoints, timeouts, keepalive and credentials.
+//! Client settings: endpoints, timeouts, keepalive, TLS and credentials.
 //!
 //! Defaults follow etcdctl's: 2 s dial timeout, 2 s keepalive time, 6 s
 //! keepalive timeout. The request timeout bounds one whole call, retries
 //! and failover included.
 
 use std::time::Duration;
+
+use crate::tls::TlsConfig;
 
 /// How to reach and talk to a cluster.
 #[derive(Debug, Clone)]
@@ -29,6 +31,9 @@ pub struct Config {
     /// `hasleader` metadata, as etcdctl's watch sends it), so the watch
     /// moves to a member that still has one.
     pub require_leader: bool,
+    /// TLS settings; with them, bare `host:port` endpoints use TLS too.
+    /// `https://` endpoints use TLS either way, `http://` ones never.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Config {
@@ -43,6 +48,7 @@ impl Config {
             credentials: None,
             max_retry_rounds: 20,
             require_leader: false,
+            tls: None,
         }
     }
 
@@ -68,6 +74,12 @@ impl Config {
     /// Sets [`Config::require_leader`].
     pub fn require_leader(mut self, on: bool) -> Config {
         self.require_leader = on;
+        self
+    }
+
+    /// Uses `tls` for connections (see [`Config::tls`]).
+    pub fn tls(mut self, tls: TlsConfig) -> Config {
+        self.tls = Some(tls);
         self
     }
 

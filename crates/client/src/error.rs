@@ -34,6 +34,9 @@ pub enum Error {
     /// No endpoint was configured or one could not be parsed.
     #[error("{0}")]
     InvalidEndpoint(String),
+    /// The TLS settings could not be used (unreadable file, bad PEM, ...).
+    #[error("{0}")]
+    Tls(String),
     /// A caller-side argument was not acceptable (caught before any request).
     #[error("{0}")]
     InvalidArgument(String),

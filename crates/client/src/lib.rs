@@ -35,6 +35,7 @@ pub mod error;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+pub mod tls;
 pub mod watch;
 
 pub use client::{Client, Retry};
@@ -42,6 +43,7 @@ pub use config::Config;
 pub use error::{Error, EtcdError, Result};
 pub use kv::prefix_end;
 pub use lease::KeepAlive;
+pub use tls::TlsConfig;
 pub use watch::Watcher;
 
 pub use retcd_api::etcdserverpb::{

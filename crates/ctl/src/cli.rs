@@ -101,18 +101,18 @@ pub struct Global {
     /// accept insecure SRV records describing cluster endpoints
     #[arg(long, global = true, env = "ETCDCTL_INSECURE_DISCOVERY", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", value_parser = go_bool, action = ArgAction::Set)]
     pub insecure_discovery: bool,
-    /// skip server certificate verification (not supported: TLS is not implemented)
+    /// skip server certificate verification (CAUTION: this option should be enabled only for testing purposes)
     #[arg(long, global = true, env = "ETCDCTL_INSECURE_SKIP_TLS_VERIFY", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
     pub insecure_skip_tls_verify: bool,
-    /// identify secure client using this TLS certificate file (not supported)
-    #[arg(long, global = true, env = "ETCDCTL_CERT", default_value = "")]
-    pub cert: String,
-    /// identify secure client using this TLS key file (not supported)
-    #[arg(long, global = true, env = "ETCDCTL_KEY", default_value = "")]
-    pub key: String,
-    /// verify certificates of TLS-enabled secure servers using this CA bundle (not supported)
-    #[arg(long, global = true, env = "ETCDCTL_CACERT", default_value = "")]
-    pub cacert: String,
+    /// identify secure client using this TLS certificate file
+    #[arg(long, global = true, env = "ETCDCTL_CERT")]
+    pub cert: Option<String>,
+    /// identify secure client using this TLS key file
+    #[arg(long, global = true, env = "ETCDCTL_KEY")]
+    pub key: Option<String>,
+    /// verify certificates of TLS-enabled secure servers using this CA bundle
+    #[arg(long, global = true, env = "ETCDCTL_CACERT")]
+    pub cacert: Option<String>,
     /// username[:password] for authentication (prompt if password is not supplied)
     #[arg(long, global = true, env = "ETCDCTL_USER", default_value = "")]
     pub user: String,

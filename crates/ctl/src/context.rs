@@ -4,7 +4,9 @@
 use std::future::Future;
 use std::io::Write;
 
-use retcd_client::{Client, Config};
+use std::path::PathBuf;
+
+use retcd_client::{Client, Config, TlsConfig};
 
 use crate::cli::Global;
 use crate::exit::{CtlError, EXIT_BAD_ARGS, EXIT_BAD_FEATURE, EXIT_ERROR};
@@ -45,12 +47,7 @@ impl Ctx {
             err(debug_flags(g));
         }
         self.printer()?;
-        if !g.cert.is_empty() || !g.key.is_empty() || !g.cacert.is_empty() || g.insecure_skip_tls_verify {
-            return Err(CtlError::new(EXIT_BAD_FEATURE, "TLS is not supported by retcdctl yet"));
-        }
-        if !g.insecure_transport {
-            return Err(CtlError::new(EXIT_BAD_FEATURE, "TLS is not supported by retcdctl yet"));
-        }
+        let tls = self.tls()?;
         if !g.discovery_srv.is_empty() {
             return Err(CtlError::new(EXIT_BAD_FEATURE, "DNS discovery is not supported by retcdctl"));
         }
@@ -61,10 +58,20 @@ impl Ctx {
         if timed {
             cfg = cfg.request_timeout(g.command_timeout);
         }
+        if let Some(tls) = tls {
+            cfg = cfg.tls(tls);
+        }
         if let Some((user, password)) = self.credentials()? {
             cfg = cfg.credentials(user, password);
         }
         Client::new(cfg).map_err(|e| CtlError::new(EXIT_BAD_ARGS, e.to_string()))
+    }
+
+    /// The TLS settings of `--cacert`, `--cert`, `--key`,
+    /// `--insecure-transport` and `--insecure-skip-tls-verify`.
+    fn tls(&self) -> Result<Option<TlsConfig>, CtlError> {
+        let g = &self.global;
+        tls_config(&g.cert, &g.key, &g.cacert, g.insecure_transport, g.insecure_skip_tls_verify)
     }
 
     /// `--user name[:password]` and `--password`; prompts (reading one line
@@ -94,6 +101,33 @@ impl Ctx {
     }
 }
 
+/// TLS settings as etcdctl derives them from its flags: any file flag
+/// turns TLS on; `insecure_transport == false` alone turns it on with the
+/// system's CAs; skipping verification only applies when TLS is on.
+/// (`https://` endpoints use TLS regardless.)
+pub fn tls_config(
+    cert: &Option<String>,
+    key: &Option<String>,
+    cacert: &Option<String>,
+    insecure_transport: bool,
+    insecure_skip_verify: bool,
+) -> Result<Option<TlsConfig>, CtlError> {
+    let file = |value: &Option<String>, flag: &str| match value.as_deref() {
+        Some("") => Err(CtlError::bad_args(format!("empty string is passed to --{flag} option"))),
+        other => Ok(other.map(PathBuf::from)),
+    };
+    let (cert_file, key_file, ca_file) = (file(cert, "cert")?, file(key, "key")?, file(cacert, "cacert")?);
+    let any_file = cert_file.is_some() || key_file.is_some() || ca_file.is_some();
+    if !any_file && insecure_transport {
+        return Ok(None);
+    }
+    let tls = TlsConfig { cert_file, key_file, ca_file, insecure_skip_verify, server_name: None };
+    // etcdctl reads the files before it dials: report them here, as it
+    // does, with its exit code for bad arguments.
+    tls.build().map_err(CtlError::bad_args)?;
+    Ok(Some(tls))
+}
+
 /// `--debug` prints the global flags once, before the first client.
 static DEBUG_PRINTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -103,8 +137,8 @@ static DEBUG_PRINTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicB
 pub fn debug_flags(g: &Global) -> String {
     use crate::printer::gofmt::duration;
     let flags: [(&str, String); 18] = [
-        ("CACERT", g.cacert.clone()),
-        ("CERT", g.cert.clone()),
+        ("CACERT", g.cacert.clone().unwrap_or_default()),
+        ("CERT", g.cert.clone().unwrap_or_default()),
         ("COMMAND_TIMEOUT", duration(g.command_timeout)),
         ("DEBUG", g.debug.to_string()),
         ("DIAL_TIMEOUT", duration(g.dial_timeout)),
@@ -117,7 +151,7 @@ pub fn debug_flags(g: &Global) -> String {
         ("INSECURE_TRANSPORT", g.insecure_transport.to_string()),
         ("KEEPALIVE_TIME", duration(g.keepalive_time)),
         ("KEEPALIVE_TIMEOUT", duration(g.keepalive_timeout)),
-        ("KEY", g.key.clone()),
+        ("KEY", g.key.clone().unwrap_or_default()),
         ("PASSWORD", g.password.clone()),
         ("USER", g.user.clone()),
         ("WRITE_OUT", g.write_out.clone()),

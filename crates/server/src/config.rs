@@ -117,6 +117,34 @@ pub struct Config {
     #[arg(long, env = "ETCD_AUTO_TLS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub auto_tls: bool,
 
+    /// Path to the peer server TLS cert file.
+    #[arg(long, env = "ETCD_PEER_CERT_FILE")]
+    pub peer_cert_file: Option<PathBuf>,
+
+    /// Path to the peer server TLS key file.
+    #[arg(long, env = "ETCD_PEER_KEY_FILE")]
+    pub peer_key_file: Option<PathBuf>,
+
+    /// Enable peer client cert authentication.
+    #[arg(long, env = "ETCD_PEER_CLIENT_CERT_AUTH", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub peer_client_cert_auth: bool,
+
+    /// Path to the peer server TLS trusted CA file.
+    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE")]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+
+    /// Peer TLS using generated certificates
+    #[arg(long, env = "ETCD_PEER_AUTO_TLS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub peer_auto_tls: bool,
+
+    /// Path to the peer certificate revocation list file.
+    #[arg(long, env = "ETCD_PEER_CRL_FILE")]
+    pub peer_crl_file: Option<PathBuf>,
+
+    /// Allowed CN for inter peer authentication.
+    #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_CN", default_value = "")]
+    pub peer_cert_allowed_cn: String,
+
     /// Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go).
     #[arg(long, env = "ETCD_CIPHER_SUITES", default_value = "")]
     pub cipher_suites: String,
@@ -207,6 +235,7 @@ impl Config {
     /// The client side's TLS settings.
     pub fn client_tls(&self) -> crate::tls::TlsInfo {
         crate::tls::TlsInfo {
+            allowed_cn: None,
             cert_file: self.cert_file.clone(),
             key_file: self.key_file.clone(),
             trusted_ca_file: self.trusted_ca_file.clone(),
@@ -221,6 +250,22 @@ impl Config {
                 .map(String::from)
                 .collect(),
             min_version: self.tls_min_version.clone(),
+        }
+    }
+
+    /// The peer side's TLS settings (the cipher suites and minimum version
+    /// are shared with the client side, as in etcd).
+    pub fn peer_tls(&self) -> crate::tls::TlsInfo {
+        let client = self.client_tls();
+        crate::tls::TlsInfo {
+            cert_file: self.peer_cert_file.clone(),
+            key_file: self.peer_key_file.clone(),
+            trusted_ca_file: self.peer_trusted_ca_file.clone(),
+            client_cert_auth: self.peer_client_cert_auth,
+            crl_file: self.peer_crl_file.clone(),
+            auto_tls: self.peer_auto_tls,
+            allowed_cn: Some(self.peer_cert_allowed_cn.clone()).filter(|cn| !cn.is_empty()),
+            ..client
         }
     }
 

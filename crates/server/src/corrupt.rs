@@ -28,9 +28,8 @@ async fn peer_hashes(server: &EtcdServer, rev: i64) -> Vec<(u64, HashKvResponse)
     let mut out = Vec::new();
     for m in server.members().into_iter().filter(|m| m.id != server.settings.member_id) {
         let Some(url) = m.peer_ur_ls.first() else { continue };
-        let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.clone()) else { continue };
-        let endpoint = endpoint.connect_timeout(Duration::from_secs(1)).timeout(Duration::from_secs(5));
-        let Ok(channel) = endpoint.connect().await else { continue };
+        let connecting = server.peer_dialer.connect(url, Duration::from_secs(1), Some(Duration::from_secs(5)));
+        let Ok(channel) = connecting.await else { continue };
         match PeerClient::new(channel).hash_kv(HashKvRequest { revision: rev }).await {
             Ok(r) => out.push((m.id, r.into_inner())),
             Err(e) => tracing::warn!("cannot fetch the hash of member {:x}: {}", m.id, e.message()),

@@ -164,13 +164,8 @@ impl Etcd {
         cfg.validate().map_err(|e| StartError::Config(e.0))?;
         let client_addrs = parse_urls(&cfg.listen_client_urls, "listen-client-urls")?;
         let peer_addrs = parse_urls(&cfg.listen_peer_urls, "listen-peer-urls")?;
-        if let Some(u) = peer_addrs.iter().find(|u| u.tls) {
-            return Err(StartError::Config(format!(
-                "--listen-peer-urls: https://{}: peer TLS is not supported yet",
-                u.addr
-            )));
-        }
         let client_tls = client_tls_config(&cfg, &client_addrs)?;
+        let (peer_tls, peer_dialer) = peer_tls_config(&cfg, &peer_addrs)?;
         let auto_compaction = crate::compactor::parse(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)
             .map_err(|e| StartError::Config(e.0))?;
         let metrics_addrs = match &cfg.listen_metrics_urls {
@@ -194,7 +189,7 @@ impl Etcd {
         let existing = Wal::exists(&dirs.wal);
         let joining = !existing && cfg.initial_cluster_state == "existing";
         let (initial_members, member_id, cluster_id) = if joining {
-            join_cluster(&cfg, &initial_members).await?
+            join_cluster(&cfg, &initial_members, &peer_dialer).await?
         } else {
             (initial_members, member_id, cluster_id)
         };
@@ -345,6 +340,7 @@ impl Etcd {
             raft_tx.clone(),
             peer_urls_by_id,
             rejected.clone(),
+            peer_dialer.clone(),
         );
         let node = RaftNode::new(
             boot,
@@ -404,6 +400,7 @@ impl Etcd {
             alarms,
             auth,
             leader_channel: Default::default(),
+            peer_dialer,
         });
 
         let mut etcd = Etcd {
@@ -427,7 +424,8 @@ impl Etcd {
                 kv: server.kv.clone(),
                 member_id,
             };
-            etcd.serve(url.addr, None, crate::peer::routes(service), "peer").await?;
+            let tls = if url.tls { peer_tls.clone() } else { None };
+            etcd.serve(url.addr, tls, crate::peer::routes(service), "peer").await?;
         }
         etcd.wait_ready(&rejected).await?;
         if cfg.experimental_initial_corrupt_check {
@@ -593,6 +591,49 @@ fn client_tls_config(cfg: &Config, urls: &[ListenUrl]) -> Result<Option<Arc<rust
     crate::tls::server_config(&info, &auto_dir, &hosts).map(Some).map_err(StartError::Config)
 }
 
+/// The TLS configuration of the https peer URLs (None without any) and the
+/// dialer for other members. As for clients, an https peer URL needs a
+/// certificate (or `--peer-auto-tls`); the dialer presents the same
+/// certificate to the peers it calls.
+fn peer_tls_config(
+    cfg: &Config,
+    urls: &[ListenUrl],
+) -> Result<(Option<Arc<rustls::ServerConfig>>, crate::peer_dial::PeerDialer), StartError> {
+    let info = cfg.peer_tls();
+    let mut hosts: Vec<String> = urls.iter().map(|u| u.addr.ip().to_string()).collect();
+    hosts.push("localhost".into());
+    let auto_dir = cfg.data_dir().join("fixtures").join("peer");
+    let https = urls.iter().find(|u| u.tls);
+    let server = match https {
+        Some(_) if info.has_cert() => {
+            Some(crate::tls::server_config(&info, &auto_dir, &hosts).map_err(StartError::Config)?)
+        }
+        Some(u) => {
+            // etcd's text for the same refusal.
+            return Err(StartError::Config(format!(
+                "cannot listen on TLS for {}: KeyFile and CertFile are not presented",
+                u.addr
+            )));
+        }
+        None => {
+            if info.has_cert() {
+                tracing::warn!(
+                    "scheme is HTTP while peer key and cert files are present; ignoring peer key and cert files"
+                );
+            }
+            None
+        }
+    };
+    // --peer-auto-tls made (or reuses) its certificate above when serving
+    // https; the dialer presents it too.
+    let auto = (info.auto_tls && info.cert_file.is_none())
+        .then(|| crate::tls::auto_cert(&auto_dir, &hosts))
+        .transpose()
+        .map_err(StartError::Config)?;
+    let dialer = crate::peer_dial::PeerDialer::new(&info, auto).map_err(StartError::Config)?;
+    Ok((server, dialer))
+}
+
 /// What the client port serves: the gRPC services and the HTTP endpoints
 /// beside them.
 fn client_routes(server: &Arc<EtcdServer>) -> axum::Router {
@@ -647,15 +688,18 @@ fn initial_members(cfg: &Config) -> Result<(Vec<Member>, u64), StartError> {
 /// Asks the running cluster (through the other listed members' peer URLs)
 /// for its id and members, and finds this member among them by its
 /// advertised peer URLs (it must have been added with `member add`).
-async fn join_cluster(cfg: &Config, listed: &[Member]) -> Result<(Vec<Member>, u64, u64), StartError> {
+async fn join_cluster(
+    cfg: &Config,
+    listed: &[Member],
+    dialer: &crate::peer_dial::PeerDialer,
+) -> Result<(Vec<Member>, u64, u64), StartError> {
     let mut own = split_list(&cfg.initial_advertise_peer_urls);
     own.sort();
     let mut last_error = String::from("no other member listed in --initial-cluster");
     for m in listed.iter().filter(|m| m.name != cfg.name) {
         for url in &m.peer_ur_ls {
-            let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.clone()) else { continue };
-            let endpoint = endpoint.connect_timeout(Duration::from_secs(2)).timeout(Duration::from_secs(5));
-            let mut client = match endpoint.connect().await {
+            let connecting = dialer.connect(url, Duration::from_secs(2), Some(Duration::from_secs(5)));
+            let mut client = match connecting.await {
                 Ok(ch) => retcd_api::retcdpb::peer_client::PeerClient::new(ch),
                 Err(e) => {
                     last_error = format!("{url}: {e}");
@@ -665,7 +709,7 @@ async fn join_cluster(cfg: &Config, listed: &[Member]) -> Result<(Vec<Member>, u
             let resp = match client.members(retcd_api::retcdpb::MembersRequest {}).await {
                 Ok(r) => r.into_inner(),
                 Err(e) => {
-                    last_error = format!("{url}: {}", e.message());
+                    last_error = format!("{url}: {}", crate::peer_dial::describe_status(&e));
                     continue;
                 }
             };

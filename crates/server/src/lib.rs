@@ -23,6 +23,7 @@ pub mod logging;
 pub mod membership;
 pub mod metrics;
 pub mod peer;
+pub mod peer_dial;
 pub mod raft;
 pub mod server;
 pub mod snapshot;

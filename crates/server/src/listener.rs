@@ -2,7 +2,10 @@
 //! plain TCP listener: Nagle's algorithm off (small gRPC frames must not
 //! wait for delayed ACKs: ~40 ms a request). The TLS listener is
 //! [`crate::tls::TlsListener`]. Requests carry the client's address as
-//! [`ClientAddr`] for the request log.
+//! [`ClientAddr`] for the request log and, on TLS connections verified with
+//! a client certificate, its common name as [`VerifiedCn`] (for etcd's
+//! certificate-based auth). Extensions, unlike headers, cannot be sent by a
+//! client, so neither can be forged.
 
 use std::net::SocketAddr;
 
@@ -22,6 +25,43 @@ use tower::ServiceExt;
 /// The client's address of a connection.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
+
+/// The common name of the client certificate a connection was verified
+/// with.
+#[derive(Debug, Clone)]
+pub struct VerifiedCn(pub String);
+
+/// What a listener knows about a connection's other end.
+pub trait Remote: Send {
+    fn socket_addr(&self) -> SocketAddr;
+    /// The verified client certificate's common name, if any.
+    fn verified_cn(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl Remote for SocketAddr {
+    fn socket_addr(&self) -> SocketAddr {
+        *self
+    }
+}
+
+/// The other end of a TLS connection.
+#[derive(Debug, Clone)]
+pub struct TlsRemote {
+    pub addr: SocketAddr,
+    pub cn: Option<String>,
+}
+
+impl Remote for TlsRemote {
+    fn socket_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn verified_cn(&self) -> Option<&str> {
+        self.cn.as_deref()
+    }
+}
 
 /// A TCP listener whose connections have TCP_NODELAY set.
 pub struct PlainListener(pub TcpListener);
@@ -56,22 +96,29 @@ impl Listener for PlainListener {
 /// how long it waits). HTTP/1.1 and HTTP/2 are both served; an HTTP/2
 /// connection carries at most `max_streams` concurrent streams
 /// (`--max-concurrent-streams`). Each request carries its client's address
-/// as `ConnectInfo<ClientAddr>`.
+/// as `ConnectInfo<ClientAddr>`, and its verified certificate's common name
+/// as [`VerifiedCn`].
 pub async fn serve<L>(mut listener: L, router: Router, max_streams: u32, shutdown: impl Future<Output = ()>)
 where
-    L: Listener<Addr = SocketAddr>,
+    L: Listener,
+    L::Addr: Remote,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http2().max_concurrent_streams(max_streams);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (io, addr) = tokio::select! {
+        let (io, remote) = tokio::select! {
             conn = listener.accept() => conn,
             () = &mut shutdown => break,
         };
+        let addr = remote.socket_addr();
+        let cn = remote.verified_cn().map(|cn| VerifiedCn(cn.to_string()));
         let service = router.clone().map_request(move |mut req: axum::extract::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(ClientAddr(addr)));
+            if let Some(cn) = &cn {
+                req.extensions_mut().insert(cn.clone());
+            }
             req
         });
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));

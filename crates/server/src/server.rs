@@ -84,6 +84,8 @@ pub struct EtcdServer {
     pub auth: Arc<AuthStore>,
     /// The leader's peer URL and a channel to it (see [`EtcdServer::leader_peer`]).
     pub leader_channel: parking_lot::Mutex<Option<(String, tonic::transport::Channel)>>,
+    /// How to reach other members (peer TLS included).
+    pub peer_dialer: crate::peer_dial::PeerDialer,
 }
 
 impl EtcdServer {
@@ -120,8 +122,7 @@ impl EtcdServer {
                 return Ok(PeerClient::new(channel.clone()));
             }
         }
-        let endpoint = tonic::transport::Endpoint::from_shared(url.clone()).map_err(|_| EtcdError::NoLeader)?;
-        let channel = endpoint.connect_timeout(Duration::from_secs(1)).connect_lazy();
+        let channel = self.peer_dialer.lazy(url, Duration::from_secs(1)).map_err(|_| EtcdError::NoLeader)?;
         *cached = Some((url.clone(), channel.clone()));
         Ok(PeerClient::new(channel))
     }

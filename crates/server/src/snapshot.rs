@@ -136,11 +136,13 @@ pub fn remove_installed(snap_dir: &Path, index: u64) {
 
 /// Streams `msg` (a MsgSnapshot whose metadata matches `data`) and `data`
 /// to the peer at `url`.
-pub async fn send(url: &str, msg: &Message, data: SnapshotData) -> Result<(), SnapshotError> {
-    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
-        .map_err(|e| SnapshotError::Send(e.to_string()))?
-        .connect_timeout(Duration::from_secs(2));
-    let channel = endpoint.connect().await.map_err(|e| SnapshotError::Send(e.to_string()))?;
+pub async fn send(
+    dialer: &crate::peer_dial::PeerDialer,
+    url: &str,
+    msg: &Message,
+    data: SnapshotData,
+) -> Result<(), SnapshotError> {
+    let channel = dialer.connect(url, Duration::from_secs(2), None).await.map_err(SnapshotError::Send)?;
     let mut client = PeerClient::new(channel).max_encoding_message_size(usize::MAX >> 1);
     let mut chunks = vec![SnapshotChunk { message: msg.encode_to_vec(), records: Vec::new(), done: false }];
     let mut records = data.records.into_iter().peekable();

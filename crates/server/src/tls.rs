@@ -1,25 +1,34 @@
-//! TLS on the client listeners (`https://` client URLs), with rustls:
+//! TLS on the client and peer listeners (`https://` URLs), with rustls:
 //! `--cert-file`/`--key-file`, `--trusted-ca-file` with `--client-cert-auth`
 //! (mutual TLS), `--client-crl-file`, `--auto-tls` (a self-signed
 //! certificate made at start), `--cipher-suites` and `--tls-min-version`.
 //!
 //! Handshakes run in their own tasks, so a client that stalls its handshake
 //! never holds up the accept loop; finished connections are handed to the
-//! HTTP server through [`TlsListener`].
+//! HTTP server through [`TlsListener`], with the common name of the
+//! client certificate they were verified with (certificate-based auth and
+//! `--peer-cert-allowed-cn` read it with [`common_name`]). The same
+//! settings with the `--peer-*` flags secure the peer listener.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme, SupportedCipherSuite,
+};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+
+use crate::listener::TlsRemote;
 
 /// A handshake that takes longer is abandoned.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,6 +44,9 @@ pub struct TlsInfo {
     pub auto_tls: bool,
     pub cipher_suites: Vec<String>,
     pub min_version: Option<String>,
+    /// Only client certificates with this common name are accepted
+    /// (`--peer-cert-allowed-cn`).
+    pub allowed_cn: Option<String>,
 }
 
 impl TlsInfo {
@@ -85,7 +97,7 @@ fn cipher_suite(name: &str) -> Option<SupportedCipherSuite> {
 
 /// A self-signed certificate for `hosts`, written (as etcd does) to
 /// `dir/cert.pem` and `dir/key.pem`; reused if already there.
-fn auto_cert(dir: &Path, hosts: &[String]) -> Result<(PathBuf, PathBuf), String> {
+pub(crate) fn auto_cert(dir: &Path, hosts: &[String]) -> Result<(PathBuf, PathBuf), String> {
     let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
     if cert_path.exists() && key_path.exists() {
         return Ok((cert_path, key_path));
@@ -139,7 +151,11 @@ pub fn server_config(info: &TlsInfo, auto_dir: &Path, hosts: &[String]) -> Resul
                 .map_err(|e| format!("{}: {e}", crl.display()))?;
             verifier = verifier.with_crls(crls);
         }
-        builder.with_client_cert_verifier(verifier.build().map_err(|e| format!("client certificate verifier: {e}"))?)
+        let verifier = verifier.build().map_err(|e| format!("client certificate verifier: {e}"))?;
+        match &info.allowed_cn {
+            Some(cn) => builder.with_client_cert_verifier(Arc::new(AllowedCn { inner: verifier, cn: cn.clone() })),
+            None => builder.with_client_cert_verifier(verifier),
+        }
     } else {
         builder.with_no_client_auth()
     };
@@ -151,9 +167,114 @@ pub fn server_config(info: &TlsInfo, auto_dir: &Path, hosts: &[String]) -> Resul
     Ok(Arc::new(config))
 }
 
+/// A client certificate verifier that also requires one common name.
+#[derive(Debug)]
+struct AllowedCn {
+    inner: Arc<dyn ClientCertVerifier>,
+    cn: String,
+}
+
+impl ClientCertVerifier for AllowedCn {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        match common_name(end_entity) {
+            Some(cn) if cn == self.cn => Ok(verified),
+            cn => Err(rustls::Error::General(format!(
+                "client certificate common name {:?} is not the allowed {:?}",
+                cn.unwrap_or_default(),
+                self.cn
+            ))),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// One DER element at the start of `buf`: its tag, its content and what
+/// follows it. None when `buf` is not well-formed DER.
+fn der_element(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = buf.split_first()?;
+    let (&first, mut rest) = rest.split_first()?;
+    let len = if first < 0x80 {
+        first as usize
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n].iter().fold(0usize, |l, &b| (l << 8) | b as usize);
+        rest = &rest[n..];
+        len
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The subject common name of a DER certificate (the last one if there are
+/// several, as Go reads it); None if it has none or does not parse.
+pub fn common_name(cert: &[u8]) -> Option<String> {
+    const CN_OID: [u8; 3] = [0x55, 0x04, 0x03];
+    let (_, certificate, _) = der_element(cert)?;
+    let (_, tbs, _) = der_element(certificate)?;
+    let mut rest = tbs;
+    // The version is an optional explicit [0] before the serial number.
+    let (tag, _, after) = der_element(rest)?;
+    if tag == 0xa0 {
+        rest = after;
+    }
+    // serial, signature algorithm, issuer, validity: skipped.
+    for _ in 0..4 {
+        rest = der_element(rest)?.2;
+    }
+    let (_, mut rdns, _) = der_element(rest)?;
+    let mut cn = None;
+    while !rdns.is_empty() {
+        let (_, mut set, next) = der_element(rdns)?;
+        rdns = next;
+        while !set.is_empty() {
+            let (_, attribute, next) = der_element(set)?;
+            set = next;
+            let (_, oid, value) = der_element(attribute)?;
+            let (_, value, _) = der_element(value)?;
+            if oid == CN_OID {
+                cn = Some(String::from_utf8_lossy(value).into_owned());
+            }
+        }
+    }
+    cn
+}
+
 /// Connections that finished their TLS handshake, for `axum::serve`.
 pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, TlsRemote)>,
     local: SocketAddr,
 }
 
@@ -183,7 +304,17 @@ impl TlsListener {
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
+                            // A client certificate is only there if it was
+                            // verified (rustls asks for one only with
+                            // --client-cert-auth and fails the handshake
+                            // otherwise).
+                            let cn = tls
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .and_then(|c| common_name(c));
+                            let _ = tx.send((tls, TlsRemote { addr: peer, cn })).await;
                         }
                         Ok(Err(e)) => tracing::warn!("rejected connection from {peer}: TLS handshake: {e}"),
                         Err(_) => tracing::warn!("rejected connection from {peer}: TLS handshake timed out"),
@@ -197,7 +328,7 @@ impl TlsListener {
 
 impl axum::serve::Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
+    type Addr = TlsRemote;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         match self.ready.recv().await {
@@ -208,6 +339,28 @@ impl axum::serve::Listener for TlsListener {
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
+        Ok(TlsRemote { addr: self.local, cn: None })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_common_name() {
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, "retcd");
+        params.distinguished_name.push(rcgen::DnType::CommonName, "alice");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("cert");
+        assert_eq!(common_name(cert.der()).as_deref(), Some("alice"));
+        let without = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        let mut without = without;
+        without.distinguished_name = rcgen::DistinguishedName::new();
+        let cert = without.self_signed(&key).expect("cert");
+        assert_eq!(common_name(cert.der()), None);
+        assert_eq!(common_name(b"\x30\x82\xff"), None);
+        assert_eq!(common_name(&[]), None);
     }
 }

@@ -20,6 +20,8 @@ use retcd_api::etcdserverpb::kv_client::KvClient;
 use retcd_api::etcdserverpb::RangeRequest;
 use tonic::transport::Channel;
 
+pub mod pki;
+
 /// A free TCP port on 127.0.0.1 (the OS picks; the listener is closed at once).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -206,8 +208,21 @@ pub fn member_command(
     data_dir: &Path,
     initial_cluster: &str,
 ) -> Command {
+    member_command_with_peer_scheme(binary, name, client_port, peer_port, data_dir, initial_cluster, "http")
+}
+
+/// [`member_command`] with `peer_scheme` (`http` or `https`) for the peer URLs.
+pub fn member_command_with_peer_scheme(
+    binary: &Path,
+    name: &str,
+    client_port: u16,
+    peer_port: u16,
+    data_dir: &Path,
+    initial_cluster: &str,
+    peer_scheme: &str,
+) -> Command {
     let client = format!("http://127.0.0.1:{client_port}");
-    let peer = format!("http://127.0.0.1:{peer_port}");
+    let peer = format!("{peer_scheme}://127.0.0.1:{peer_port}");
     let mut cmd = Command::new(binary);
     cmd.arg("--name")
         .arg(name)
@@ -309,6 +324,10 @@ pub struct Cluster {
     pub token: String,
     pub extra_args: Vec<String>,
     pub dir: tempfile::TempDir,
+    /// `http` (default) or `https` (peer TLS; the caller adds the flags).
+    pub peer_scheme: String,
+    /// Flags for one member only (by index), after `extra_args`.
+    pub member_args: Vec<Vec<String>>,
 }
 
 impl Cluster {
@@ -339,6 +358,8 @@ impl Cluster {
             token: "retcd-test-cluster".into(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             dir,
+            peer_scheme: "http".into(),
+            member_args: vec![Vec::new(); size],
         }
     }
 
@@ -355,7 +376,7 @@ impl Cluster {
     pub fn initial_cluster(&self) -> String {
         self.members
             .iter()
-            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .map(|m| format!("{}={}://127.0.0.1:{}", m.name, self.peer_scheme, m.peer_port))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -369,8 +390,19 @@ impl Cluster {
     pub fn spawn(&mut self, i: usize) {
         let initial = self.initial_cluster();
         let m = &mut self.members[i];
-        let mut cmd = member_command(&self.binary, &m.name, m.client_port, m.peer_port, &m.data_dir, &initial);
+        let mut cmd = member_command_with_peer_scheme(
+            &self.binary,
+            &m.name,
+            m.client_port,
+            m.peer_port,
+            &m.data_dir,
+            &initial,
+            &self.peer_scheme,
+        );
         cmd.arg("--initial-cluster-token").arg(&self.token).args(&self.extra_args);
+        if let Some(own) = self.member_args.get(i) {
+            cmd.args(own);
+        }
         m.child = Some(spawn_logged(&mut cmd, &m.log));
     }
 

@@ -13,8 +13,8 @@ use retcd_client::mvccpb::event::EventType;
 use retcd_client::{prefix_end, Client, Config, EtcdError, WatchCreateRequest};
 
 use crate::cli::MakeMirrorArgs;
-use crate::context::{out, Ctx};
-use crate::exit::{CtlError, EXIT_BAD_ARGS, EXIT_BAD_FEATURE, EXIT_ERROR};
+use crate::context::{out, tls_config, Ctx};
+use crate::exit::{CtlError, EXIT_BAD_ARGS, EXIT_ERROR};
 
 /// Keys per page of the initial copy (clientv3's mirror batch).
 const BATCH: i64 = 1000;
@@ -43,16 +43,19 @@ pub async fn make_mirror(ctx: &Ctx, a: MakeMirrorArgs) -> Result<(), CtlError> {
     if a.args.len() != 1 {
         return Err(CtlError::bad_args("make-mirror takes one destination argument"));
     }
-    if !a.dest_cert.is_empty() || !a.dest_key.is_empty() || !a.dest_cacert.is_empty() || !a.dest_insecure_transport {
-        return Err(CtlError::new(EXIT_BAD_FEATURE, "TLS to the mirror destination is not supported by retcdctl yet"));
-    }
     let g = &ctx.global;
+    // The destination: its own TLS flags (an empty one is unset, as a Go
+    // string flag), no credentials, as etcdctl's.
+    let set = |v: &str| (!v.is_empty()).then(|| v.to_string());
+    let tls =
+        tls_config(&set(&a.dest_cert), &set(&a.dest_key), &set(&a.dest_cacert), a.dest_insecure_transport, false)?;
+    let mut cfg =
+        Config::new([a.args[0].clone()]).dial_timeout(g.dial_timeout).keepalive(g.keepalive_time, g.keepalive_timeout);
+    if let Some(tls) = tls {
+        cfg = cfg.tls(tls);
+    }
+    let dest = Client::new(cfg).map_err(|e| CtlError::new(EXIT_BAD_ARGS, e.to_string()))?;
     let source = ctx.client_for(g.endpoints.clone(), false)?;
-    // The destination: no credentials, as etcdctl's.
-    let dest = Client::new(
-        Config::new([a.args[0].clone()]).dial_timeout(g.dial_timeout).keepalive(g.keepalive_time, g.keepalive_timeout),
-    )
-    .map_err(|e| CtlError::new(EXIT_BAD_ARGS, e.to_string()))?;
 
     let total = Arc::new(AtomicU64::new(0));
     let reporter = {

@@ -17,26 +17,49 @@ use crate::lease::Lessor;
 use crate::server::EtcdServer;
 
 /// The token a request carries (etcd's gRPC metadata key "token", or
-/// "authorization", which its gateway forwards), taken before the request
-/// is consumed: no copy of the rest of its metadata.
+/// "authorization", which its gateway forwards), and the common name of
+/// the client certificate its connection was verified with (if any), taken
+/// before the request is consumed: no copy of the rest of its metadata.
 #[derive(Debug, Clone, Default)]
-pub struct Creds(Option<String>);
+pub struct Creds {
+    token: Option<String>,
+    cert_cn: Option<String>,
+}
 
 impl Creds {
+    /// The token in `meta`; no certificate.
     pub fn of(meta: &MetadataMap) -> Creds {
         let v = meta.get("token").or_else(|| meta.get("authorization"));
         // A value that is not text cannot be a token we issued.
-        Creds(v.map(|v| v.to_str().unwrap_or("").to_string()))
+        Creds { token: v.map(|v| v.to_str().unwrap_or("").to_string()), cert_cn: None }
+    }
+
+    /// The token of a gRPC request and the verified client certificate of
+    /// its connection. The certificate's name comes from a request
+    /// extension only the TLS listener sets (a client cannot forge it; the
+    /// JSON gateway, like etcd's, passes none on).
+    pub fn from_request<T>(req: &tonic::Request<T>) -> Creds {
+        let mut creds = Creds::of(req.metadata());
+        creds.cert_cn = req.extensions().get::<crate::listener::VerifiedCn>().map(|cn| cn.0.clone());
+        creds
     }
 }
 
 /// The credentials of a request: None without a token; an invalid or
 /// expired token is etcd's "invalid auth token". A token naming a raft
 /// index this member has not applied yet waits for it (the Authenticate
-/// may have been served by another member).
+/// may have been served by another member). Without a token, a client
+/// certificate verified under `--client-cert-auth` names the user by its
+/// common name (etcd's AuthInfoFromTLS): a token, when sent, wins.
 pub async fn auth_info(server: &EtcdServer, creds: &Creds) -> Result<Option<AuthInfo>, EtcdError> {
-    let Some(token) = creds.0.as_deref() else {
-        return Ok(None);
+    let Some(token) = creds.token.as_deref() else {
+        // Only connections verified against --trusted-ca-file carry a name
+        // (the listener asks for certificates only with --client-cert-auth).
+        return Ok(creds
+            .cert_cn
+            .as_ref()
+            .filter(|cn| !cn.is_empty())
+            .map(|cn| AuthInfo { username: cn.clone(), revision: server.auth.revision() }));
     };
     if !server.auth.tokens.is_simple() {
         return server.auth.info_from_token(token).map(Some).ok_or(EtcdError::InvalidAuthToken);

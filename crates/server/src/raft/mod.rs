@@ -479,6 +479,7 @@ impl RaftNode {
         let backend = self.backend.clone();
         let conf_state = self.node.raft.prs().conf().to_conf_state();
         let raft_tx = self.transport.raft_tx();
+        let dialer = self.transport.dialer();
         tracing::info!("sending a snapshot to member {to:x}");
         self.transport.runtime().spawn(async move {
             let result = async {
@@ -489,7 +490,7 @@ impl RaftNode {
                 meta.index = data.index;
                 meta.term = data.term;
                 meta.set_conf_state(conf_state);
-                crate::snapshot::send(&url, &msg, data).await
+                crate::snapshot::send(&dialer, &url, &msg, data).await
             }
             .await;
             if let Err(e) = &result {

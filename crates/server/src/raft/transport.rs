@@ -21,6 +21,7 @@ use retcd_api::retcdpb::RaftBatch;
 use tokio::sync::mpsc;
 
 use super::RaftInput;
+use crate::peer_dial::PeerDialer;
 
 /// Messages queued per peer before new ones are dropped.
 const PEER_QUEUE: usize = 4096;
@@ -36,6 +37,7 @@ pub struct Transport {
     /// Peer URLs by member id, as currently known.
     urls: HashMap<u64, Vec<String>>,
     rejected: Rejection,
+    dialer: PeerDialer,
 }
 
 impl Transport {
@@ -46,8 +48,9 @@ impl Transport {
         raft_tx: Sender<RaftInput>,
         urls: HashMap<u64, Vec<String>>,
         rejected: Rejection,
+        dialer: PeerDialer,
     ) -> Transport {
-        Transport { cluster_id, self_id, runtime, raft_tx, peers: HashMap::new(), urls, rejected }
+        Transport { cluster_id, self_id, runtime, raft_tx, peers: HashMap::new(), urls, rejected, dialer }
     }
 
     /// Queues `msgs` for their recipients; returns the ids whose queue was
@@ -86,6 +89,11 @@ impl Transport {
         self.urls.get(&id)?.first().cloned()
     }
 
+    /// How to reach peers (for snapshots sent beside the stream).
+    pub fn dialer(&self) -> PeerDialer {
+        self.dialer.clone()
+    }
+
     pub fn raft_tx(&self) -> Sender<RaftInput> {
         self.raft_tx.clone()
     }
@@ -100,6 +108,7 @@ impl Transport {
             let (tx, rx) = mpsc::channel(PEER_QUEUE);
             let sender = PeerSender {
                 rejected: self.rejected.clone(),
+                dialer: self.dialer.clone(),
                 url,
                 cluster_id: self.cluster_id,
                 from: self.self_id,
@@ -121,6 +130,7 @@ pub type Rejection = Arc<parking_lot::Mutex<Option<String>>>;
 
 struct PeerSender {
     rejected: Rejection,
+    dialer: PeerDialer,
     url: String,
     cluster_id: u64,
     from: u64,
@@ -132,12 +142,7 @@ impl PeerSender {
         let mut backoff = Duration::from_millis(50);
         let mut logged_down = false;
         loop {
-            let Ok(endpoint) = tonic::transport::Endpoint::from_shared(self.url.clone()) else {
-                tracing::error!("peer {:x}: invalid peer URL {}", self.to, self.url);
-                return;
-            };
-            let endpoint = endpoint.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true);
-            match endpoint.connect().await {
+            match self.dialer.connect(&self.url, Duration::from_secs(1), None).await {
                 Ok(channel) => {
                     if logged_down {
                         tracing::info!("peer {:x} ({}) is reachable again", self.to, self.url);

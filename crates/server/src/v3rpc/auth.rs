@@ -79,7 +79,7 @@ impl AuthService {
 
 macro_rules! done {
     ($self:ident, $req:ident, $variant:ident, $resp:ident) => {{
-        let creds = crate::auth::request::Creds::of($req.metadata());
+        let creds = crate::auth::request::Creds::from_request(&$req);
         let (header, _) = $self.run(&creds, AuthOp::$variant($req.into_inner())).await?;
         Ok(Response::new($resp { header }))
     }};
@@ -106,7 +106,7 @@ impl Auth for AuthService {
     }
 
     async fn authenticate(&self, req: Request<AuthenticateRequest>) -> Result<Response<AuthenticateResponse>, Status> {
-        let creds = crate::auth::request::Creds::of(req.metadata());
+        let creds = crate::auth::request::Creds::from_request(&req);
         let r = req.into_inner();
         self.server.linearizable_read().await?;
         // Bounded: a concurrent auth change makes the check stale; etcd retries
@@ -156,7 +156,7 @@ impl Auth for AuthService {
     }
 
     async fn user_add(&self, req: Request<AuthUserAddRequest>) -> Result<Response<AuthUserAddResponse>, Status> {
-        let creds = crate::auth::request::Creds::of(req.metadata());
+        let creds = crate::auth::request::Creds::from_request(&req);
         let r = req.into_inner();
         let no_password = r.options.as_ref().is_some_and(|o| o.no_password);
         // Cheap refusals first, so bad requests do not cost a bcrypt round
@@ -173,7 +173,7 @@ impl Auth for AuthService {
     }
 
     async fn user_get(&self, req: Request<AuthUserGetRequest>) -> Result<Response<AuthUserGetResponse>, Status> {
-        let creds = crate::auth::request::Creds::of(req.metadata());
+        let creds = crate::auth::request::Creds::from_request(&req);
         let (header, out) = self.run(&creds, AuthOp::UserGet(req.into_inner())).await?;
         let roles = match out {
             AuthApplied::Names(n) => n,
@@ -183,7 +183,7 @@ impl Auth for AuthService {
     }
 
     async fn user_list(&self, req: Request<AuthUserListRequest>) -> Result<Response<AuthUserListResponse>, Status> {
-        let creds = crate::auth::request::Creds::of(req.metadata());
+        let creds = crate::auth::request::Creds::from_request(&req);
         let (header, out) = self.run(&creds, AuthOp::UserList(req.into_inner())).await?;
         let users = match out {
             AuthApplied::Names(n) => n,
@@ -203,7 +203,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthUserChangePasswordRequest>,
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
-        let creds = crate::auth::request::Creds::of(req.metadata());
+        let creds = crate::auth::request::Creds::from_request(&req);
         let r = req.into_inner();
         // Refuse before hashing when the caller may not change passwords.
         let ai = self.server.auth_info(&creds).await?;
@@ -233,7 +233,7 @@ impl Auth for AuthService {
     }
 
     async fn role_get(&self, req: Request<AuthRoleGetRequest>) -> Result<Response<AuthRoleGetResponse>, Status> {
-        let creds = crate::auth::request::Creds::of(req.metadata());
+        let creds = crate::auth::request::Creds::from_request(&req);
         let (header, out) = self.run(&creds, AuthOp::RoleGet(req.into_inner())).await?;
         let perm = match out {
             AuthApplied::Perms(p) => p,
@@ -243,7 +243,7 @@ impl Auth for AuthService {
     }
 
     async fn role_list(&self, req: Request<AuthRoleListRequest>) -> Result<Response<AuthRoleListResponse>, Status> {
-        let creds = crate::auth::request::Creds::of(req.metadata());
+        let creds = crate::auth::request::Creds::from_request(&req);
         let (header, out) = self.run(&creds, AuthOp::RoleList(req.into_inner())).await?;
         let roles = match out {
             AuthApplied::Names(n) => n,

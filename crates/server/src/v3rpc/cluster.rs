@@ -62,7 +62,7 @@ impl ClusterService {
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(&self, req: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
-        self.server.check_admin(&crate::auth::request::Creds::of(req.metadata())).await?;
+        self.server.check_admin(&crate::auth::request::Creds::from_request(&req)).await?;
         self.synced().await?;
         let r = req.into_inner();
         Self::check_urls(&r.peer_ur_ls)?;
@@ -95,7 +95,7 @@ impl Cluster for ClusterService {
     }
 
     async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
-        self.server.check_admin(&crate::auth::request::Creds::of(req.metadata())).await?;
+        self.server.check_admin(&crate::auth::request::Creds::from_request(&req)).await?;
         self.synced().await?;
         let id = req.into_inner().id;
         let member = self.server.membership.get(id).ok_or(EtcdError::MemberNotFound)?;
@@ -108,7 +108,7 @@ impl Cluster for ClusterService {
     }
 
     async fn member_update(&self, req: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
-        self.server.check_admin(&crate::auth::request::Creds::of(req.metadata())).await?;
+        self.server.check_admin(&crate::auth::request::Creds::from_request(&req)).await?;
         self.synced().await?;
         let r = req.into_inner();
         Self::check_urls(&r.peer_ur_ls)?;
@@ -131,7 +131,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        self.server.check_admin(&crate::auth::request::Creds::of(req.metadata())).await?;
+        self.server.check_admin(&crate::auth::request::Creds::from_request(&req)).await?;
         self.synced().await?;
         let id = req.into_inner().id;
         let member = self.server.membership.get(id).ok_or(EtcdError::MemberNotFound)?;

@@ -40,7 +40,7 @@ pub fn apply_error(r: ApplyResult) -> Status {
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         crate::metrics::get().range_total.inc();
-        let creds = auth::Creds::of(req.metadata());
+        let creds = auth::Creds::from_request(&req);
         let r = req.into_inner();
         validate::check_range(&r)?;
         if !r.serializable {
@@ -57,7 +57,7 @@ impl Kv for KvService {
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         crate::metrics::get().put_total.inc();
-        let creds = auth::Creds::of(req.metadata());
+        let creds = auth::Creds::from_request(&req);
         let r = req.into_inner();
         validate::check_put(&r)?;
         let res = self.server.propose_as(InternalRequest { put: Some(r), ..Default::default() }, &creds).await?;
@@ -72,7 +72,7 @@ impl Kv for KvService {
 
     async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
         crate::metrics::get().delete_total.inc();
-        let creds = auth::Creds::of(req.metadata());
+        let creds = auth::Creds::from_request(&req);
         let r = req.into_inner();
         validate::check_delete(&r)?;
         let res =
@@ -88,7 +88,7 @@ impl Kv for KvService {
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         crate::metrics::get().txn_total.inc();
-        let creds = auth::Creds::of(req.metadata());
+        let creds = auth::Creds::from_request(&req);
         let r = req.into_inner();
         validate::check_txn(&r, self.server.settings.max_txn_ops)?;
         if kvops::is_txn_read_only(&r) {
@@ -116,7 +116,7 @@ impl Kv for KvService {
     }
 
     async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
-        let creds = auth::Creds::of(req.metadata());
+        let creds = auth::Creds::from_request(&req);
         let r = req.into_inner();
         let physical = r.physical;
         let res = self.server.propose_as(InternalRequest { compaction: Some(r), ..Default::default() }, &creds).await?;

@@ -30,7 +30,7 @@ type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, 
 #[tonic::async_trait]
 impl Lease for LeaseService {
     async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
-        let creds = crate::auth::request::Creds::of(req.metadata());
+        let creds = crate::auth::request::Creds::from_request(&req);
         let mut r = req.into_inner();
         if r.id == 0 {
             // Server-chosen ids are positive (etcd masks the sign bit).
@@ -46,7 +46,7 @@ impl Lease for LeaseService {
     }
 
     async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
-        let creds = crate::auth::request::Creds::of(req.metadata());
+        let creds = crate::auth::request::Creds::from_request(&req);
         let r = req.into_inner();
         match self.server.propose_as(InternalRequest { lease_revoke: Some(r), ..Default::default() }, &creds).await? {
             ApplyResult::LeaseRevoke(mut resp) => {
@@ -91,7 +91,7 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        let creds = crate::auth::request::Creds::of(req.metadata());
+        let creds = crate::auth::request::Creds::from_request(&req);
         let r = req.into_inner();
         let ai = self.server.auth_info(&creds).await?;
         let header = Some(self.server.header(self.server.kv.rev()));

@@ -65,7 +65,7 @@ impl Maintenance for MaintenanceService {
     /// Rewrites the backend file without its free pages; writes wait.
     async fn defragment(&self, req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
         self.server
-            .check_admin(&crate::auth::request::Creds::of(req.metadata()))
+            .check_admin(&crate::auth::request::Creds::from_request(&req))
             .await
             .map_err(crate::auth::untranslated)?;
         let s = self.server.clone();
@@ -86,7 +86,7 @@ impl Maintenance for MaintenanceService {
 
     async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         self.server
-            .check_admin(&crate::auth::request::Creds::of(req.metadata()))
+            .check_admin(&crate::auth::request::Creds::from_request(&req))
             .await
             .map_err(crate::auth::untranslated)?;
         let s = self.server.clone();
@@ -98,7 +98,7 @@ impl Maintenance for MaintenanceService {
 
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
         self.server
-            .check_admin(&crate::auth::request::Creds::of(req.metadata()))
+            .check_admin(&crate::auth::request::Creds::from_request(&req))
             .await
             .map_err(crate::auth::untranslated)?;
         let rev = req.into_inner().revision;
@@ -120,7 +120,7 @@ impl Maintenance for MaintenanceService {
     /// [`crate::backup`]).
     async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
         self.server
-            .check_admin(&crate::auth::request::Creds::of(req.metadata()))
+            .check_admin(&crate::auth::request::Creds::from_request(&req))
             .await
             .map_err(crate::auth::untranslated)?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);

@@ -40,7 +40,7 @@ impl Watch for WatchService {
 
     async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
         // Each create is checked against the stream's token, as etcd does.
-        let creds = crate::auth::request::Creds::of(req.metadata());
+        let creds = crate::auth::request::Creds::from_request(&req);
         let mut inbound = req.into_inner();
         let stream_id = NEXT_STREAM.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::channel::<StreamMsg>(STREAM_QUEUE);

@@ -1,0 +1,106 @@
+//! The one factory of channels to other members. Every peer RPC (raft
+//! messages, snapshots, join, lease forwarding, hash checks) dials through
+//! [`PeerDialer`], so the peer TLS settings apply to all of them alike:
+//! `https://` peer URLs are dialed with TLS (presenting this member's peer
+//! certificate, trusting `--peer-trusted-ca-file`), `http://` ones without.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use retcd_client::tls::{Connector, TlsConfig};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::tls::TlsInfo;
+
+/// Dials peers. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct PeerDialer {
+    /// The TLS client configuration for `https://` peers; None: no peer TLS
+    /// settings were given (an `https://` peer is then verified against the
+    /// system's CAs, as etcd does).
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl PeerDialer {
+    /// A dialer from the peer TLS flags; `auto_cert` is the certificate and
+    /// key `--peer-auto-tls` made. A self-signed certificate cannot be
+    /// verified, so with `--peer-auto-tls` (and no certificate files) peers'
+    /// certificates are not checked, as in etcd.
+    pub fn new(info: &TlsInfo, auto_cert: Option<(std::path::PathBuf, std::path::PathBuf)>) -> Result<Self, String> {
+        let (cert_file, key_file, auto) = match (&info.cert_file, &info.key_file, auto_cert) {
+            (Some(c), Some(k), _) => (Some(c.clone()), Some(k.clone()), false),
+            (_, _, Some((c, k))) => (Some(c), Some(k), true),
+            _ => (None, None, false),
+        };
+        if cert_file.is_none() && info.trusted_ca_file.is_none() {
+            return Ok(PeerDialer { tls: None });
+        }
+        let config = TlsConfig {
+            ca_file: info.trusted_ca_file.clone(),
+            cert_file,
+            key_file,
+            insecure_skip_verify: auto,
+            server_name: None,
+        };
+        Ok(PeerDialer { tls: Some(config.build().map_err(|e| format!("peer TLS: {e}"))?) })
+    }
+
+    fn endpoint(&self, url: &str) -> Result<(Endpoint, Connector), String> {
+        let (plain_url, secure) =
+            retcd_client::endpoints::endpoint_url(url, false).map_err(|e| format!("invalid peer URL: {e}"))?;
+        let endpoint = Endpoint::from_shared(plain_url).map_err(|e| format!("invalid peer URL {url}: {e}"))?;
+        let connector = match (secure, &self.tls) {
+            (false, _) => Connector::plain(),
+            (true, Some(tls)) => Connector::tls(tls.clone(), None),
+            (true, None) => Connector::tls(TlsConfig::default().build()?, None),
+        };
+        Ok((endpoint.tcp_nodelay(true), connector))
+    }
+
+    /// A channel to `url` that connects on first use (and again after a
+    /// failure).
+    pub fn lazy(&self, url: &str, connect_timeout: Duration) -> Result<Channel, String> {
+        let (endpoint, connector) = self.endpoint(url)?;
+        Ok(endpoint.connect_timeout(connect_timeout).connect_with_connector_lazy(connector))
+    }
+
+    /// Connects to `url` now; `timeout` bounds each request on the channel.
+    pub async fn connect(
+        &self,
+        url: &str,
+        connect_timeout: Duration,
+        timeout: Option<Duration>,
+    ) -> Result<Channel, String> {
+        let (mut endpoint, connector) = self.endpoint(url)?;
+        endpoint = endpoint.connect_timeout(connect_timeout);
+        if let Some(t) = timeout {
+            endpoint = endpoint.timeout(t);
+        }
+        endpoint.connect_with_connector(connector).await.map_err(|e| describe(&e))
+    }
+}
+
+/// A transport error with its causes (tonic's own text is just
+/// "transport error"; the TLS reason is further down the chain).
+pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    chain(e.to_string(), e.source())
+}
+
+/// A failed peer RPC: its message and the transport's reasons.
+pub(crate) fn describe_status(status: &tonic::Status) -> String {
+    use std::error::Error as _;
+    chain(status.message().to_string(), status.source())
+}
+
+fn chain(mut text: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
+    while let Some(s) = source {
+        // Some layers repeat their cause in their own text.
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
