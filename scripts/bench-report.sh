@@ -2,19 +2,22 @@
 # Benchmarks retcd against real etcd (3.4) with retcd-bench and writes
 # docs/benchmark.md.
 #
-# Each server runs single-member on loopback (free ports, temp data dir), one
-# server at a time: a "session" starts a fresh server, runs every benchmark
-# below against it, reads its peak RSS (VmHWM) and stops it. Sessions are
-# interleaved (etcd, retcd, etcd, retcd, ...) REPEATS times and the report
-# gives the median of each figure. Everything started here is stopped on exit.
+# Each server runs on loopback (free ports, temp data dirs), one cluster at a
+# time, as a single member and as three members: a "session" starts a fresh
+# cluster, runs every benchmark below against it (against all its members'
+# endpoints), reads each member's peak RSS (VmHWM) and stops it. Sessions are
+# interleaved (etcd, retcd, etcd, retcd, ...) REPEATS times per cluster size
+# and the report gives the median of each figure. Everything started here is
+# stopped on exit.
 #
-# Usage: scripts/bench-report.sh            (REPEATS=3 by default)
-#        REPEATS=2 OUT=/tmp/b.md scripts/bench-report.sh
+# Usage: scripts/bench-report.sh            (REPEATS=3, SIZES="1 3" by default)
+#        REPEATS=2 SIZES=3 OUT=/tmp/b.md scripts/bench-report.sh
 # Needs: cargo, etcd and etcdctl (Debian: etcd-server etcd-client), jq, python3.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 REPEATS=${REPEATS:-3}
+SIZES=${SIZES:-1 3}
 OUT=${OUT:-docs/benchmark.md}
 ETCD=${ETCD:-$(command -v etcd || true)}
 ETCDCTL=${ETCDCTL:-$(command -v etcdctl || true)}
@@ -23,12 +26,10 @@ for tool in "$ETCD" "$ETCDCTL" "$(command -v jq || true)" "$(command -v python3 
 done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/retcd-bench-report.XXXXXX")
-SERVER_PID=""
+SERVER_PIDS=()
 cleanup() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    stop_servers
+
     if [ -z "${KEEP:-}" ]; then rm -rf "$WORK"; else echo "bench-report: results kept in $WORK" >&2; fi
 }
 trap cleanup EXIT
@@ -49,41 +50,63 @@ free_port() {
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 TICKS=$(getconf CLK_TCK)
 
-# start_server KIND DIR: starts etcd or retcd, sets SERVER_PID and ENDPOINT.
-start_server() {
-    local kind=$1 dir=$2 bin cport pport
+# start_servers KIND DIR SIZE: starts a SIZE-member etcd or retcd cluster,
+# sets SERVER_PIDS and ENDPOINTS (every member's client address).
+start_servers() {
+    local kind=$1 dir=$2 size=$3 bin i cluster="" ep
+    local -a cports=() pports=()
     [ "$kind" = etcd ] && bin=$ETCD || bin=$RETCD
-    mkdir -p "$dir"
-    cport=$(free_port)
-    pport=$(free_port)
-    "$bin" --name default --data-dir "$dir/data" \
-        --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
-        --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
-        --initial-cluster "default=http://127.0.0.1:$pport" >"$dir/server.log" 2>&1 &
-    SERVER_PID=$!
-    ENDPOINT="127.0.0.1:$cport"
-    # Ready when a linearizable read succeeds (a leader exists) and the
-    # process is still ours (a lost port race makes it exit at bind).
-    local i
-    for i in $(seq 1 200); do
-        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$dir/server.log" >&2; echo "bench-report: $kind exited" >&2; exit 1; }
-        if "$BENCH" --endpoints "$ENDPOINT" --dial-timeout 0.5 range ready --total 1 --json >/dev/null 2>&1; then
-            sleep 0.2
-            kill -0 "$SERVER_PID" 2>/dev/null && ss -ltnp 2>/dev/null | grep ":$cport " | grep -q "pid=$SERVER_PID," && return 0
-            echo "bench-report: port $cport is not served by our $kind" >&2
+    for i in $(seq 1 "$size"); do
+        cports+=("$(free_port)")
+        pports+=("$(free_port)")
+        cluster+="${cluster:+,}m$i=http://127.0.0.1:${pports[-1]}"
+    done
+    ENDPOINTS=""
+    for i in $(seq 1 "$size"); do
+        mkdir -p "$dir/m$i"
+        "$bin" --name "m$i" --data-dir "$dir/m$i/data" \
+            --listen-client-urls "http://127.0.0.1:${cports[i-1]}" --advertise-client-urls "http://127.0.0.1:${cports[i-1]}" \
+            --listen-peer-urls "http://127.0.0.1:${pports[i-1]}" --initial-advertise-peer-urls "http://127.0.0.1:${pports[i-1]}" \
+            --initial-cluster "$cluster" --initial-cluster-token "bench-$kind" >"$dir/m$i/server.log" 2>&1 &
+        SERVER_PIDS+=($!)
+        ENDPOINTS+="${ENDPOINTS:+,}127.0.0.1:${cports[i-1]}"
+    done
+    # Ready when a linearizable read succeeds on every member (a leader
+    # exists) and each port is served by our process (a lost port race
+    # makes a member exit at bind).
+    for i in $(seq 1 "$size"); do
+        ep="127.0.0.1:${cports[i-1]}"
+        local pid=${SERVER_PIDS[i-1]} try ready=""
+        for try in $(seq 1 300); do
+            kill -0 "$pid" 2>/dev/null || { cat "$dir/m$i/server.log" >&2; echo "bench-report: $kind member m$i exited" >&2; exit 1; }
+            if "$BENCH" --endpoints "$ep" --dial-timeout 0.5 range ready --total 1 --json >/dev/null 2>&1; then
+                ready=1
+                break
+            fi
+            sleep 0.1
+        done
+        if [ -z "$ready" ]; then
+            echo "bench-report: $kind member m$i not ready; log:" >&2
+            cat "$dir/m$i/server.log" >&2
             exit 1
         fi
-        sleep 0.1
+        ss -ltnp 2>/dev/null | grep ":${cports[i-1]} " | grep -q "pid=$pid," ||
+            { echo "bench-report: port ${cports[i-1]} is not served by our $kind" >&2; exit 1; }
     done
-    echo "bench-report: $kind not ready; log:" >&2
-    cat "$dir/server.log" >&2
-    exit 1
 }
 
-stop_server() {
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
+stop_servers() {
+    local pid
+    for pid in "${SERVER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${SERVER_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    SERVER_PIDS=()
+}
+
+# CPU ticks of all the cluster's members together.
+cluster_ticks() {
+    local pid sum=0
+    for pid in "${SERVER_PIDS[@]}"; do sum=$(( sum + $(cpu_ticks "$pid") )); done
+    echo "$sum"
 }
 
 # The benchmarks: name|arguments (after --endpoints).
@@ -95,34 +118,41 @@ BENCHES=(
     "watch|--conns 1 --clients 10 watch --streams 10 --watch-per-stream 10 --watched-key-total 1 --put-total 2000 --put-rate 500"
 )
 
-# session KIND REP: one fresh server, every benchmark, peak RSS.
+# session KIND SIZE REP: one fresh cluster, every benchmark, peak RSS (the
+# largest member's). Results are named KIND-SIZE-REP-BENCH.
 session() {
-    local kind=$1 rep=$2 dir="$WORK/$1-$2" entry name args before after
-    start_server "$kind" "$dir"
-    log "$kind run $rep: pid $SERVER_PID on $ENDPOINT"
+    local kind=$1 size=$2 rep=$3 dir="$WORK/$1-$2-$3" entry name args before after tag="$1-$2-$3" pid rss max=0
+    start_servers "$kind" "$dir" "$size"
+    log "$kind x$size run $rep: pids ${SERVER_PIDS[*]} on $ENDPOINTS"
     for entry in "${BENCHES[@]}"; do
         name=${entry%%|*}
         args=${entry#*|}
         if [ "$name" = range-l ]; then
             # The key the range benchmarks read: 256 bytes, like the puts.
-            ETCDCTL_API=3 "$ETCDCTL" --endpoints "$ENDPOINT" put foo "$(head -c 256 /dev/zero | tr '\0' v)" >/dev/null
+            ETCDCTL_API=3 "$ETCDCTL" --endpoints "$ENDPOINTS" put foo "$(head -c 256 /dev/zero | tr '\0' v)" >/dev/null
         fi
-        before=$(cpu_ticks "$SERVER_PID")
+        before=$(cluster_ticks)
         # shellcheck disable=SC2086
-        "$BENCH" --endpoints "$ENDPOINT" $args --summary-json "$WORK/$kind-$rep-$name.json" >"$WORK/$kind-$rep-$name.txt"
-        after=$(cpu_ticks "$SERVER_PID")
-        echo "$(( after - before ))" >"$WORK/$kind-$rep-$name.cpu"
-        log "  $name: $(jq -r '.reports[0] | "\(.requests_per_sec | floor) req/s, p50 \(.latency_ms.p50) ms, p99 \(.latency_ms.p99) ms, errors \(.errors)"' "$WORK/$kind-$rep-$name.json")"
+        "$BENCH" --endpoints "$ENDPOINTS" $args --summary-json "$WORK/$tag-$name.json" >"$WORK/$tag-$name.txt"
+        after=$(cluster_ticks)
+        echo "$(( after - before ))" >"$WORK/$tag-$name.cpu"
+        log "  $name: $(jq -r '.reports[0] | "\(.requests_per_sec | floor) req/s, p50 \(.latency_ms.p50) ms, p99 \(.latency_ms.p99) ms, errors \(.errors)"' "$WORK/$tag-$name.json")"
     done
-    awk '/VmHWM/ { print $2 }' "/proc/$SERVER_PID/status" >"$WORK/$kind-$rep.rss"
-    stop_server
+    for pid in "${SERVER_PIDS[@]}"; do
+        rss=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status")
+        [ "$rss" -gt "$max" ] && max=$rss
+    done
+    echo "$max" >"$WORK/$tag.rss"
+    stop_servers
 }
 
 START=$(date -u +"%Y-%m-%d %H:%M UTC")
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-for rep in $(seq 1 "$REPEATS"); do
-    session etcd "$rep"
-    session retcd "$rep"
+for size in $SIZES; do
+    for rep in $(seq 1 "$REPEATS"); do
+        session etcd "$size" "$rep"
+        session retcd "$size" "$rep"
+    done
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -132,12 +162,12 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 median() {
     local kind=$1 name=$2 expr=$3
     jq -s "map($expr) | sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end" \
-        "$WORK"/"$kind"-*-"$name".json
+        "$WORK"/"$kind"-"$SIZE"-*-"$name".json
 }
 median_file() { # median of the numbers in files matching a glob
     cat "$@" | sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
-all_runs() { jq -r "$2" "$WORK"/"$1"-*-"$3".json | tr '\n' ' ' | sed 's/ $//'; }
+all_runs() { jq -r "$2" "$WORK"/"$1"-"$SIZE"-*-"$3".json | tr '\n' ' ' | sed 's/ $//'; }
 fmt() { python3 -c "import sys; v = float(sys.argv[1]); print(f'{v:,.0f}' if v >= 100 else f'{v:.2f}')" "$1"; }
 ratio() { python3 -c "import sys; e, r = float(sys.argv[1]), float(sys.argv[2]); print(f'{r / e:.2f}x' if e > 0 else 'n/a')" "$1" "$2"; }
 
@@ -163,10 +193,10 @@ table() {
         r99=$(median retcd "$name" '.reports[0].latency_ms.p99')
         # Server CPU per request: ticks -> µs, over the requests of the run
         # (for watch: per put, which is what the server is asked to do).
-        e_n=$(jq -r 'if .command == "watch" then .reports[2].total else .reports[0].total end' "$WORK/etcd-1-$name.json")
-        r_n=$(jq -r 'if .command == "watch" then .reports[2].total else .reports[0].total end' "$WORK/retcd-1-$name.json")
-        e_cpu=$(median_file "$WORK"/etcd-*-"$name".cpu)
-        r_cpu=$(median_file "$WORK"/retcd-*-"$name".cpu)
+        e_n=$(jq -r 'if .command == "watch" then .reports[2].total else .reports[0].total end' "$WORK/etcd-$SIZE-1-$name.json")
+        r_n=$(jq -r 'if .command == "watch" then .reports[2].total else .reports[0].total end' "$WORK/retcd-$SIZE-1-$name.json")
+        e_cpu=$(median_file "$WORK"/etcd-"$SIZE"-*-"$name".cpu)
+        r_cpu=$(median_file "$WORK"/retcd-"$SIZE"-*-"$name".cpu)
         e_cpu=$(python3 -c "print($e_cpu * 1e6 / $TICKS / $e_n)")
         r_cpu=$(python3 -c "print($r_cpu * 1e6 / $TICKS / $r_n)")
         echo "| ${LABEL[$name]} | $(fmt "$e_rps") | $(fmt "$r_rps") | **$(ratio "$e_rps" "$r_rps")** | $(fmt "$e50") | $(fmt "$r50") | $(fmt "$e99") | $(fmt "$r99") | $(ratio "$e99" "$r99") | $(fmt "$e_cpu") | $(fmt "$r_cpu") |"
@@ -179,14 +209,30 @@ runs_table() {
     local entry name ee re
     for entry in "${BENCHES[@]}"; do
         name=${entry%%|*}
-        ee=$(jq -s 'map(.reports | map(.errors) | add) | add' "$WORK"/etcd-*-"$name".json)
-        re=$(jq -s 'map(.reports | map(.errors) | add) | add' "$WORK"/retcd-*-"$name".json)
+        ee=$(jq -s 'map(.reports | map(.errors) | add) | add' "$WORK"/etcd-"$SIZE"-*-"$name".json)
+        re=$(jq -s 'map(.reports | map(.errors) | add) | add' "$WORK"/retcd-"$SIZE"-*-"$name".json)
         echo "| ${LABEL[$name]} | $(all_runs etcd '.reports[0].requests_per_sec | floor' "$name") | $(all_runs retcd '.reports[0].requests_per_sec | floor' "$name") | $ee / $re |"
     done
 }
 
-E_RSS=$(median_file "$WORK"/etcd-*.rss)
-R_RSS=$(median_file "$WORK"/retcd-*.rss)
+# section SIZE: the results of one cluster size.
+section() {
+    SIZE=$1
+    local title="Single member" e_rss r_rss
+    [ "$SIZE" = 1 ] || title="$SIZE members"
+    e_rss=$(( $(median_file "$WORK"/etcd-"$SIZE"-*.rss) / 1024 ))
+    r_rss=$(( $(median_file "$WORK"/retcd-"$SIZE"-*.rss) / 1024 ))
+    echo "## $title"
+    echo
+    echo "Peak RSS (VmHWM; the largest member's; median of the runs): etcd $e_rss MiB, retcd $r_rss MiB."
+    echo
+    table
+    echo
+    echo "Each run:"
+    echo
+    runs_table
+    echo
+}
 
 # Hand-written notes between the markers survive regeneration.
 NOTES=""
@@ -199,54 +245,53 @@ GIT_DIRTY=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncom
 
 {
     cat <<EOF
-# Benchmark: retcd vs etcd, single member
+# Benchmark: retcd vs etcd
 
 Generated by \`scripts/bench-report.sh\` on $START. Medians of $REPEATS runs per
-server, the servers' runs interleaved (etcd, retcd, etcd, retcd, ...), each
-run on a fresh data dir. Ratios are retcd / etcd: above 1x retcd has more
-throughput; for latency, below 1x retcd is faster.
+server and cluster size, the servers' runs interleaved (etcd, retcd, etcd,
+retcd, ...), each run on fresh data dirs. Ratios are retcd / etcd: above 1x
+retcd has more throughput; for latency, below 1x retcd is faster.
 
-**Read with care.** The machine has $(nproc) cores shared by the server, the
+**Read with care.** The machine has $(nproc) cores shared by the servers, the
 load generator (retcd-bench, which runs on the same cores) and, while this ran,
 other engineers compiling and running tests (load average $LOAD_BEFORE before,
 $LOAD_AFTER after). Absolute numbers are noisy and low; compare ratios, and
-look at the per-run numbers below before trusting a small difference.
+look at the per-run numbers before trusting a small difference. Three members
+on two cores share the CPU three ways, so their absolute numbers say little
+about a real cluster; the comparison with etcd under the same handicap is the
+point.
 
 | | etcd | retcd |
 |---|---|---|
 | version | $("$ETCD" --version | head -1 | sed 's/etcd Version: //') | $GIT_REV$GIT_DIRTY, release build |
-| peak RSS (VmHWM, median of the runs' peaks) | $((E_RSS / 1024)) MiB | $((R_RSS / 1024)) MiB |
-
-## Results
-
-$(table)
 
 - req/s: successful requests per second of wall-clock time (for *watch*:
   events received per second); p50 / p99: request latency (for *watch*: from
   sending a put to a watcher receiving its event, i.e. commit plus delivery).
-- server CPU µs/req: the server process's user + system CPU time during the
-  benchmark divided by its requests (for *watch*: per put). Less sensitive to
-  the machine's other load than throughput is.
+- server CPU µs/req: the server processes' user + system CPU time during the
+  benchmark (all members together) divided by its requests (for *watch*: per
+  put). Less sensitive to the machine's other load than throughput is.
+- With three members the benchmark is given all three endpoints: its
+  connections are spread over the members, so writes reach followers too
+  (forwarded to the leader) and linearizable reads are served by every
+  member after a read-index round with the leader.
 
-Each run:
-
-$(runs_table)
-
+$(for size in $SIZES; do section "$size"; done)
 ## Machine
 
 - $(nproc) cores ($(lscpu | awk -F: '/Model name/ { gsub(/^ +/, "", $2); print $2; exit }')), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r)
 - data dirs under ${TMPDIR:-/tmp} ($(df -T "${TMPDIR:-/tmp}" | awk 'NR == 2 { print $2 }'))
-- both servers with default flags: single member, loopback, no TLS
+- both servers with default flags, loopback, no TLS
 
 ## Commands
 
-Each server was started as
+Each member was started as
 
 \`\`\`sh
-<etcd|target/release/retcd> --name default --data-dir DIR \\
+<etcd|target/release/retcd> --name mN --data-dir DIR \\
   --listen-client-urls http://127.0.0.1:PORT --advertise-client-urls http://127.0.0.1:PORT \\
   --listen-peer-urls http://127.0.0.1:PEER --initial-advertise-peer-urls http://127.0.0.1:PEER \\
-  --initial-cluster default=http://127.0.0.1:PEER
+  --initial-cluster m1=http://127.0.0.1:PEER1[,m2=...,m3=...] --initial-cluster-token bench-<etcd|retcd>
 \`\`\`
 
 and, in this order, measured with:
@@ -255,18 +300,13 @@ and, in this order, measured with:
 $(for entry in "${BENCHES[@]}"; do
     name=${entry%%|*}
     args=${entry#*|}
-    [ "$name" = range-l ] && echo "etcdctl --endpoints 127.0.0.1:PORT put foo <256 bytes>   # the key read below"
-    echo "retcd-bench --endpoints 127.0.0.1:PORT $args"
+    [ "$name" = range-l ] && echo "etcdctl --endpoints ENDPOINTS put foo <256 bytes>   # the key read below"
+    echo "retcd-bench --endpoints ENDPOINTS $args"
 done)
 \`\`\`
 
 ## Not measured here
 
-- **Three members.** The three-member half of etcd's performance table
-  (writes to the leader / to all members, reads through followers) is out of
-  scope for this report: it was written when retcd was single-member only.
-  Statically bootstrapped clusters have landed since (\`scripts/local-cluster.sh\`),
-  so it is the next thing to add here.
 - TLS, auth, leases and txns under load (\`retcd-bench lease-keepalive\`,
   \`txn-put\`, \`txn-mixed\` and \`watch-get\` exist; they are not in this report).
 
