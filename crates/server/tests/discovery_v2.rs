@@ -427,3 +427,111 @@ fn durl_path(durl: &str) -> String {
     let rest = durl.strip_prefix("http://").unwrap();
     rest[rest.find('/').unwrap()..].to_string()
 }
+
+#[test]
+fn v2_store_is_replicated() {
+    let mut cluster = retcd_testkit::Cluster::new(&retcd_binary(), 3, &["--enable-v2"]);
+    cluster.start_all();
+    let ports: Vec<u16> = cluster.members.iter().map(|m| m.client_port).collect();
+    let (status, _, body) = http(ports[0], "PUT", "/v2/keys/r/a", Some("value=1"));
+    assert_eq!(status, 201, "{body}");
+    // A follower's watcher sees a change proposed through another member.
+    let (_, headers, _) = http(ports[2], "GET", "/v2/keys/?quorum=true", None);
+    let index: u64 = header(&headers, "x-etcd-index").unwrap().parse().unwrap();
+    let p2 = ports[2];
+    let waiter = std::thread::spawn(move || {
+        http(p2, "GET", &format!("/v2/keys/r?wait=true&recursive=true&waitIndex={}", index + 1), None)
+    });
+    assert_eq!(http(ports[1], "PUT", "/v2/keys/r/b?ttl=1", Some("value=2")).0, 201);
+    let (_, _, body) = waiter.join().unwrap();
+    let e: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(e["node"]["key"], "/r/b", "{body}");
+    // Every member has the same nodes, and the TTL expires everywhere.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let bodies: Vec<String> = ports.iter().map(|p| http(*p, "GET", "/v2/keys/r?quorum=true", None).2).collect();
+        let gone = bodies.iter().all(|b| b.contains("/r/a") && !b.contains("/r/b"));
+        if gone {
+            break;
+        }
+        assert!(Instant::now() < deadline, "r/b did not expire everywhere: {bodies:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // /v2/members lists the three members as etcd's v2 API does.
+    let (status, headers, body) = http(ports[1], "GET", "/v2/members", None);
+    assert_eq!(status, 200);
+    assert!(header(&headers, "x-etcd-cluster-id").is_some(), "{headers}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let members = v["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{body}");
+    assert!(body.starts_with(r#"{"members":[{"id":""#), "{body}");
+    assert!(members.iter().all(|m| m["peerURLs"].as_array().is_some_and(|a| a.len() == 1)), "{body}");
+}
+
+/// A minimal HTTP forward proxy: requests with an absolute URL are sent
+/// on to their host; counts what it forwarded.
+fn start_proxy() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut client) = conn else { return };
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let (line, rest) = text.split_once("\r\n").unwrap();
+                let mut parts = line.split(' ');
+                let (method, url) = (parts.next().unwrap(), parts.next().unwrap());
+                let Some(target) = url.strip_prefix("http://") else { return };
+                let slash = target.find('/').unwrap_or(target.len());
+                let (host, path) = target.split_at(slash);
+                let Ok(mut upstream) = std::net::TcpStream::connect(host) else { return };
+                seen.fetch_add(1, Ordering::SeqCst);
+                let head = format!("{method} {path} HTTP/1.1\r\n{rest}");
+                upstream.write_all(head.as_bytes()).unwrap();
+                let mut up_read = upstream.try_clone().unwrap();
+                let mut client_write = client.try_clone().unwrap();
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut client, &mut upstream);
+                });
+                let _ = std::io::copy(&mut up_read, &mut client_write);
+                let _ = client_write.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn discovery_through_a_proxy() {
+    let service = Server::start(Kind::Retcd, &retcd_binary(), &["--enable-v2"]);
+    let durl = new_token(service.client_port, 3);
+    let (proxy_port, forwarded) = start_proxy();
+    let dir = tempfile::tempdir().unwrap();
+    let mut members: Vec<DiscMember> = (1..=3)
+        .map(|i| {
+            let name = format!("p{i}");
+            let (client_port, peer_port) = (free_port(), free_port());
+            let log = dir.path().join(format!("{name}.log"));
+            let mut cmd = discovery_command(&retcd_binary(), dir.path(), &name, client_port, peer_port, &durl);
+            // Without a scheme, as etcd accepts it.
+            cmd.arg("--discovery-proxy").arg(format!("127.0.0.1:{proxy_port}"));
+            let child = Some(spawn_logged(&mut cmd, &log));
+            DiscMember { name, client_port, peer_port, log, child }
+        })
+        .collect();
+    wait_cluster(&mut members, 3);
+    // Each member: size, listing, registration, listing again, waits.
+    assert!(forwarded.load(std::sync::atomic::Ordering::SeqCst) >= 12);
+}

@@ -173,10 +173,18 @@ async fn handle(
     hdrs: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, V2Error> {
+    if *method == Method::OPTIONS {
+        // A CORS preflight: etcd answers it with the CORS headers alone.
+        let mut r = StatusCode::OK.into_response();
+        for (k, v) in headers(server, 0).into_iter().take(3) {
+            r.headers_mut().insert(k, v);
+        }
+        return Ok(r);
+    }
     let allowed = [Method::GET, Method::HEAD, Method::PUT, Method::POST, Method::DELETE];
     if !allowed.contains(method) {
-        let mut r = StatusCode::METHOD_NOT_ALLOWED.into_response();
-        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE"));
+        let mut r = (StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n").into_response();
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("HEAD,GET,PUT,POST,DELETE"));
         return Ok(r);
     }
     let form = Form::parse(method, uri, hdrs, body)?;
@@ -303,21 +311,35 @@ where
     Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
+/// One member in etcd's v2 JSON (field order as etcd writes it).
+#[derive(serde::Serialize)]
+struct V2Member {
+    id: String,
+    name: String,
+    #[serde(rename = "peerURLs")]
+    peer_urls: Vec<String>,
+    #[serde(rename = "clientURLs")]
+    client_urls: Vec<String>,
+}
+
+#[derive(serde::Serialize)]
+struct V2Members {
+    members: Vec<V2Member>,
+}
+
 /// `GET /v2/members`: etcd's v2 member list.
 async fn members(State(server): State<Arc<EtcdServer>>) -> Response {
-    let list: Vec<serde_json::Value> = server
+    let members = server
         .members()
         .into_iter()
-        .map(|m| {
-            serde_json::json!({
-                "id": format!("{:x}", m.id),
-                "name": m.name,
-                "peerURLs": m.peer_ur_ls,
-                "clientURLs": m.client_ur_ls,
-            })
+        .map(|m| V2Member {
+            id: format!("{:x}", m.id),
+            name: m.name,
+            peer_urls: m.peer_ur_ls,
+            client_urls: m.client_ur_ls,
         })
         .collect();
-    let body = json_line(&serde_json::json!({ "members": list }));
+    let body = json_line(&V2Members { members });
     let mut r = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     r.headers_mut().insert("x-etcd-cluster-id", cluster_id_header(&server));
     r
