@@ -128,9 +128,33 @@ const SCRIPT: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/v2/keys/?recursive=true&sorted=true", None),
 ];
 
+/// The v2 index once the server stopped writing on its own: etcd records
+/// its members and the cluster version in its v2 store (not under
+/// `/v2/keys`) for a moment after it starts serving.
+fn quiet_index(port: u16) -> u64 {
+    let index = || {
+        let (_, headers, _) = http(port, "GET", "/v2/keys/", None);
+        header(&headers, "x-etcd-index").unwrap().parse::<u64>().unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http(port, "GET", "/version", None).2.contains("\"etcdcluster\":\"3.4.0\"") {
+        assert!(Instant::now() < deadline, "cluster version never decided");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut last = index();
+    loop {
+        std::thread::sleep(Duration::from_millis(700));
+        let now = index();
+        if now == last {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "the v2 index keeps moving");
+        last = now;
+    }
+}
+
 fn transcript(port: u16) -> Vec<(u16, Value)> {
-    let (_, headers, _) = http(port, "GET", "/v2/keys/", None);
-    let base: u64 = header(&headers, "x-etcd-index").unwrap().parse().unwrap();
+    let base = quiet_index(port);
     SCRIPT
         .iter()
         .map(|(method, path, form)| {
