@@ -401,6 +401,16 @@ fn retcd_members_bootstrap_through_retcd_service() {
     let bad = format!("{}/v2/keys/discovery/notoken", durl.split("/v2/").next().unwrap());
     let out = run_refused(&retcd_binary(), dir.path(), "x", &bad, &[]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("discovery: size key not found"));
+    // A size that is not a number.
+    assert_eq!(http(service.client_port, "PUT", "/v2/keys/discovery/badsize/_config/size", Some("value=three")).0, 201);
+    let bad = bad.replace("notoken", "badsize");
+    let out = run_refused(&retcd_binary(), dir.path(), "y", &bad, &[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("discovery: size key is bad"));
+    // Not a v2 keys service: a member started without --enable-v2.
+    let not_v2 = format!("http://127.0.0.1:{}/v2/keys/discovery/x", members[1].client_port);
+    let out = run_refused(&retcd_binary(), dir.path(), "z", &not_v2, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("failed to join discovery cluster (discovery: bad discovery endpoint)"), "{err}");
 }
 
 #[test]

@@ -219,7 +219,10 @@ async fn handle(
             return Err(V2Error::new(212, "No TTL value set", 0));
         }
     }
-    let expiration = ttl.map(|t| now_nanos().saturating_add((t as i64).saturating_mul(1_000_000_000))).unwrap_or(0);
+    // A TTL too large for nanoseconds is as good as none running out.
+    let expiration = ttl
+        .map(|t| now_nanos().saturating_add(i64::try_from(t).unwrap_or(i64::MAX).saturating_mul(1_000_000_000)))
+        .unwrap_or(0);
 
     if *method == Method::GET || *method == Method::HEAD {
         if wait {
