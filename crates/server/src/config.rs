@@ -409,6 +409,18 @@ mod tests {
     }
 
     #[test]
+    fn discovery_flags() {
+        let c = parse(&["--discovery", "http://127.0.0.1:2379/v2/keys/discovery/t", "--enable-v2"]);
+        assert_eq!(c.discovery_fallback, "proxy");
+        assert!(c.enable_v2);
+        c.validate().unwrap();
+        let both = parse(&["--discovery", "http://x/t", "--initial-cluster", "default=http://localhost:2380"]);
+        assert!(both.validate().unwrap_err().0.contains("multiple discovery or bootstrap flags"));
+        let bad = parse(&["--discovery-fallback", "retry"]);
+        assert!(bad.validate().unwrap_err().0.contains("valid values are \"exit\" or \"proxy\""));
+    }
+
+    #[test]
     fn election_must_be_five_heartbeats() {
         let c = parse(&["--heartbeat-interval", "300", "--election-timeout", "1000"]);
         let e = c.validate().unwrap_err().0;

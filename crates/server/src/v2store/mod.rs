@@ -775,6 +775,43 @@ mod tests {
         assert_eq!(format_time(951_782_400_000_000_000), "2000-02-29T00:00:00Z");
     }
 
+    fn req(method: &str, path: &str, val: &str) -> V2Request {
+        V2Request { method: method.into(), path: path.into(), val: val.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn changes_survive_a_reload_and_expire_deterministically() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Backend::open(&dir.path().join("db")).unwrap();
+        let store = V2Store::default();
+        store.reload(&backend).unwrap();
+        {
+            let mut btx = backend.batch_tx();
+            assert_eq!(store.apply(&mut btx, &req("PUT", "/a/b", "1")).unwrap().action, "set");
+            let e = store.apply(&mut btx, &req("POST", "/q", "job")).unwrap();
+            assert_eq!(e.node.key.as_deref(), Some("/q/00000000000000000002"));
+            let ttl = V2Request { expiration: 1_000, ..req("PUT", "/t", "x") };
+            store.apply(&mut btx, &ttl).unwrap();
+            let err = store.apply(&mut btx, &req("DELETE", "/a", "")).unwrap_err();
+            assert_eq!((err.error_code, err.index), (102, 3));
+        }
+        backend.commit().unwrap();
+        let again = V2Store::default();
+        again.reload(&backend).unwrap();
+        assert_eq!(again.index(), 3);
+        let listing = |s: &V2Store| serde_json::to_string(&s.get("/", true, true).unwrap()).unwrap();
+        assert_eq!(listing(&again), listing(&store));
+        // SYNC at a time before the expiration removes nothing; after it,
+        // the node goes with one index and an expire event.
+        let mut btx = backend.batch_tx();
+        let early = V2Request { method: "SYNC".into(), time: 999, ..Default::default() };
+        assert!(again.apply(&mut btx, &early).is_err());
+        let late = V2Request { method: "SYNC".into(), time: 1_000, ..Default::default() };
+        let e = again.apply(&mut btx, &late).unwrap();
+        assert_eq!((e.action, e.node.modified_index), ("expire", 4));
+        assert_eq!(again.get("/t", false, false).unwrap_err().error_code, 100);
+    }
+
     #[test]
     fn errors_render_as_etcd() {
         let e = V2Error::new(100, "/foo", 7);
