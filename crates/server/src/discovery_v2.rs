@@ -224,6 +224,13 @@ impl Discovery {
                     return Box::pin(self.wait_nodes(n, s, i)).await;
                 }
             };
+            if resp.error_code() == Some(401) {
+                // The service lost the history we wait from (it restarted):
+                // read the registrations again and wait from its index.
+                tracing::info!("discovery service history was cleared; checking the cluster again");
+                let (n, s, i) = Box::pin(self.check_cluster()).await?;
+                return Box::pin(self.wait_nodes(n, s, i)).await;
+            }
             if !resp.status.is_success() {
                 return Err(DiscoveryError::Other(format!("discovery: waiting on {}: {}", self.cluster, resp.body)));
             }

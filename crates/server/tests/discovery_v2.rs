@@ -569,3 +569,30 @@ fn discovery_through_a_proxy() {
     // Each member: size, listing, registration, listing again, waits.
     assert!(forwarded.load(std::sync::atomic::Ordering::SeqCst) >= 12);
 }
+
+#[test]
+fn waiting_members_survive_a_service_restart() {
+    let mut service = Server::start(Kind::Retcd, &retcd_binary(), &["--enable-v2"]);
+    let durl = new_token(service.client_port, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let mut members = spawn_members(&retcd_binary(), dir.path(), "m", 2, &durl);
+    // Both registered and now wait for the third.
+    let listing = format!("{}?recursive=true", durl_path(&durl));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let registered = |port: u16| {
+        let v: Value = serde_json::from_str(&http(port, "GET", &listing, None).2).unwrap();
+        v["node"]["nodes"].as_array().map_or(0, Vec::len)
+    };
+    while registered(service.client_port) < 2 {
+        assert!(Instant::now() < deadline, "members did not register");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The service restarts (its event history is gone); the third member
+    // registers afterwards, and the two waiting ones still see it.
+    assert_eq!(service.terminate(), Some(0));
+    service.spawn();
+    service.wait_ready(Duration::from_secs(30));
+    let third = spawn_members(&retcd_binary(), dir.path(), "late", 1, &durl);
+    members.extend(third);
+    wait_cluster(&mut members, 3);
+}
