@@ -56,6 +56,23 @@ pub struct Config {
     #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
     pub initial_cluster_state: String,
 
+    /// Discovery URL used to bootstrap the cluster (etcd's v2 discovery protocol).
+    #[arg(long, env = "ETCD_DISCOVERY")]
+    pub discovery: Option<String>,
+
+    /// Expected behavior ('exit' or 'proxy') when discovery services fails.
+    /// "proxy" supports v2 API only.
+    #[arg(long, env = "ETCD_DISCOVERY_FALLBACK", default_value = "proxy")]
+    pub discovery_fallback: String,
+
+    /// HTTP proxy to use for traffic to discovery service.
+    #[arg(long, env = "ETCD_DISCOVERY_PROXY")]
+    pub discovery_proxy: Option<String>,
+
+    /// Accept etcd V2 client requests (the v2 keys API under /v2/keys).
+    #[arg(long, env = "ETCD_ENABLE_V2", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub enable_v2: bool,
+
     /// Number of committed transactions to trigger a snapshot to disk.
     #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
@@ -322,6 +339,17 @@ impl Config {
                 self.initial_cluster_state
             )));
         }
+        if self.discovery_fallback != "exit" && self.discovery_fallback != "proxy" {
+            return Err(ConfigError(format!(
+                "invalid value {:?} for flag -discovery-fallback: valid values are \"exit\" or \"proxy\"",
+                self.discovery_fallback
+            )));
+        }
+        if self.discovery.is_some() && self.initial_cluster.is_some() {
+            return Err(ConfigError(
+                "multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\" or \"discovery-srv\"".into(),
+            ));
+        }
         if self.max_txn_ops == 0 {
             return Err(ConfigError("--max-txn-ops must be > 0".into()));
         }
@@ -423,6 +451,18 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("x").is_err());
+    }
+
+    #[test]
+    fn discovery_flags() {
+        let c = parse(&["--discovery", "http://127.0.0.1:2379/v2/keys/discovery/t", "--enable-v2"]);
+        assert_eq!(c.discovery_fallback, "proxy");
+        assert!(c.enable_v2);
+        c.validate().unwrap();
+        let both = parse(&["--discovery", "http://x/t", "--initial-cluster", "default=http://localhost:2380"]);
+        assert!(both.validate().unwrap_err().0.contains("multiple discovery or bootstrap flags"));
+        let bad = parse(&["--discovery-fallback", "retry"]);
+        assert!(bad.validate().unwrap_err().0.contains("valid values are \"exit\" or \"proxy\""));
     }
 
     #[test]

@@ -162,6 +162,7 @@ fn split_list(s: &str) -> Vec<String> {
 impl Etcd {
     pub async fn start(cfg: Config) -> Result<Etcd, StartError> {
         cfg.validate().map_err(|e| StartError::Config(e.0))?;
+        let cfg = discover(cfg).await?;
         let client_addrs = parse_urls(&cfg.listen_client_urls, "listen-client-urls")?;
         let peer_addrs = parse_urls(&cfg.listen_peer_urls, "listen-peer-urls")?;
         let client_tls = client_tls_config(&cfg, &client_addrs)?;
@@ -223,6 +224,8 @@ impl Etcd {
             .map_err(StartError::Config)?;
         let auth = Arc::new(crate::auth::AuthStore::new(tokens, cfg.bcrypt_cost));
         auth.reload(&backend)?;
+        let v2 = Arc::new(crate::v2store::V2Store::default());
+        v2.reload(&backend)?;
         let boot = match boot {
             Some(boot) => boot,
             None => {
@@ -311,6 +314,7 @@ impl Etcd {
             membership: membership.clone(),
             alarms: alarms.clone(),
             auth: auth.clone(),
+            v2: v2.clone(),
             watch: watch.clone(),
             wait: wait.clone(),
             applied: applied.clone(),
@@ -399,6 +403,7 @@ impl Etcd {
             membership: membership.clone(),
             alarms,
             auth,
+            v2,
             leader_channel: Default::default(),
             peer_dialer,
         });
@@ -434,6 +439,7 @@ impl Etcd {
         etcd.publish().await;
         server.watch.spawn_background(cfg.experimental_watch_progress_notify_interval);
         server.spawn_lease_expiry();
+        crate::v2store::spawn_expiry(&server);
         if !cfg.experimental_corrupt_check_time.is_zero() {
             crate::corrupt::spawn_periodic(&server, cfg.experimental_corrupt_check_time);
         }
@@ -442,7 +448,7 @@ impl Etcd {
         }
         for url in client_addrs {
             let tls = if url.tls { client_tls.clone() } else { None };
-            let bound = etcd.serve(url.addr, tls, client_routes(&server), "client").await?;
+            let bound = etcd.serve(url.addr, tls, client_routes(&server, cfg.enable_v2), "client").await?;
             etcd.client_addrs.push(bound);
         }
         for url in metrics_addrs {
@@ -636,8 +642,13 @@ fn peer_tls_config(
 
 /// What the client port serves: the gRPC services and the HTTP endpoints
 /// beside them.
-fn client_routes(server: &Arc<EtcdServer>) -> axum::Router {
-    crate::v3rpc::routes(server).merge(crate::http::routes(server))
+fn client_routes(server: &Arc<EtcdServer>, enable_v2: bool) -> axum::Router {
+    let routes = crate::v3rpc::routes(server).merge(crate::http::routes(server));
+    if enable_v2 {
+        routes.merge(crate::v2store::http::routes(server))
+    } else {
+        routes
+    }
 }
 
 /// The initial members from `--initial-cluster` (URLs grouped by name, ids
@@ -728,6 +739,21 @@ async fn join_cluster(
         }
     }
     Err(StartError::Config(format!("could not retrieve cluster information from the given URLs ({last_error})")))
+}
+
+/// With `--discovery`, a new member learns its initial cluster from the
+/// discovery service (a member with a WAL already has one, as etcd).
+async fn discover(cfg: Config) -> Result<Config, StartError> {
+    let Some(durl) = cfg.discovery.clone().filter(|d| !d.is_empty()) else { return Ok(cfg) };
+    let wal = DataDir::new(&cfg.data_dir()).wal;
+    if Wal::exists(&wal) {
+        tracing::warn!(
+            "discovery token ignored since a cluster has already been initialized; valid log found at {}",
+            wal.display()
+        );
+        return Ok(cfg);
+    }
+    crate::discovery_v2::resolve(&cfg, &durl).await.map_err(StartError::Config)
 }
 
 /// Finishes installing a snapshot received from the leader: raft recorded

@@ -82,6 +82,8 @@ pub struct EtcdServer {
     pub membership: Arc<Membership>,
     pub alarms: Arc<AlarmStore>,
     pub auth: Arc<AuthStore>,
+    /// The v2 keys store (served only with `--enable-v2`, always applied).
+    pub v2: Arc<crate::v2store::V2Store>,
     /// The leader's peer URL and a channel to it (see [`EtcdServer::leader_peer`]).
     pub leader_channel: parking_lot::Mutex<Option<(String, tonic::transport::Channel)>>,
     /// How to reach other members (peer TLS included).

@@ -45,6 +45,8 @@ pub enum ApplyResult {
     LeaseRevoke(LeaseRevokeResponse),
     Alarm(AlarmResponse),
     Auth(crate::auth::apply::AuthApplied),
+    /// A v2 keys store change (or its v2 error).
+    V2(Result<crate::v2store::Event, crate::v2store::V2Error>),
     /// Applied; nothing to report (member attributes).
     Done,
     /// A membership change was applied: the members now.
@@ -59,6 +61,7 @@ pub struct Applier {
     pub membership: Arc<Membership>,
     pub alarms: Arc<AlarmStore>,
     pub auth: Arc<crate::auth::AuthStore>,
+    pub v2: Arc<crate::v2store::V2Store>,
     pub watch: Arc<WatchHub>,
     pub wait: Arc<Wait<ApplyResult>>,
     pub applied: Arc<AtomicU64>,
@@ -238,6 +241,9 @@ impl Applier {
             let _ = self.raft_tx.send(RaftInput::PeerUrls { id: u.id, urls: u.peer_ur_ls });
             return ApplyResult::Members(self.membership.list());
         }
+        if let Some(r) = req.v2 {
+            return ApplyResult::V2(self.v2.apply(btx, &r));
+        }
         if let Some(a) = req.member_attributes {
             self.membership.set_attributes(btx, a.id, &a.name, &a.client_urls);
             return ApplyResult::Done;
@@ -389,7 +395,8 @@ impl Applier {
             .and_then(|()| self.lessor.reload(&self.backend, &self.kv).map_err(|e| e.to_string()))
             .and_then(|()| self.membership.reload(&self.backend).map_err(|e| e.to_string()))
             .and_then(|()| self.alarms.reload(&self.backend).map_err(|e| e.to_string()))
-            .and_then(|()| self.auth.reload(&self.backend).map_err(|e| e.to_string()));
+            .and_then(|()| self.auth.reload(&self.backend).map_err(|e| e.to_string()))
+            .and_then(|()| self.v2.reload(&self.backend).map_err(|e| e.to_string()));
         if let Err(e) = installed {
             tracing::error!("installing the snapshot at index {index} failed: {e}; stopping");
             std::process::exit(1);

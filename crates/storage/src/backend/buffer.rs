@@ -14,11 +14,11 @@ use std::ops::Bound;
 use super::Table;
 
 /// Number of [`Table`] variants.
-pub(super) const TABLES: usize = 6;
+pub(super) const TABLES: usize = 7;
 
 /// Every table, in the order of their buffer slots.
 pub(super) const ALL_TABLES: [Table; TABLES] =
-    [Table::Key, Table::Meta, Table::Lease, Table::Members, Table::Auth, Table::Alarm];
+    [Table::Key, Table::Meta, Table::Lease, Table::Members, Table::Auth, Table::Alarm, Table::V2];
 
 /// The buffer slot of a table.
 pub(super) fn slot(table: Table) -> usize {
@@ -29,6 +29,7 @@ pub(super) fn slot(table: Table) -> usize {
         Table::Members => 3,
         Table::Auth => 4,
         Table::Alarm => 5,
+        Table::V2 => 6,
     }
 }
 

@@ -70,6 +70,9 @@ pub enum Table {
     Auth,
     /// Active alarms: 8-byte member id and 4-byte alarm type -> encoded AlarmMember.
     Alarm,
+    /// The v2 keys store (`--enable-v2`): node path -> encoded node, plus
+    /// its index under a key that is not a path.
+    V2,
 }
 
 impl Table {
@@ -94,6 +97,7 @@ impl Table {
             Table::Members => "members",
             Table::Auth => "auth",
             Table::Alarm => "alarm",
+            Table::V2 => "v2keys",
         }
     }
 
