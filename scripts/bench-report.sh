@@ -27,6 +27,12 @@ done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/retcd-bench-report.XXXXXX")
 SERVER_PIDS=()
+stop_servers() {
+    local pid
+    for pid in "${SERVER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${SERVER_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    SERVER_PIDS=()
+}
 cleanup() {
     stop_servers
 
@@ -95,12 +101,6 @@ start_servers() {
     done
 }
 
-stop_servers() {
-    local pid
-    for pid in "${SERVER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${SERVER_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    SERVER_PIDS=()
-}
 
 # CPU ticks of all the cluster's members together.
 cluster_ticks() {
