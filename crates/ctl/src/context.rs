@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::io::Write;
 
+use retcd_client::srv::{self, Resolver};
 use retcd_client::{Client, Config};
 
 use crate::cli::Global;
@@ -48,9 +49,18 @@ impl Ctx {
         if !g.insecure_transport {
             return Err(CtlError::new(EXIT_BAD_FEATURE, "TLS is not supported by retcdctl yet"));
         }
-        if !g.discovery_srv.is_empty() {
-            return Err(CtlError::new(EXIT_BAD_FEATURE, "DNS discovery is not supported by retcdctl"));
-        }
+        // etcdctl replaces the `--endpoints` value (not endpoints a command
+        // chose itself) with what DNS discovery finds, if anything.
+        let endpoints = if !g.discovery_srv.is_empty() && endpoints == g.endpoints {
+            let found = self.discovered_endpoints()?;
+            if found.is_empty() {
+                endpoints
+            } else {
+                found
+            }
+        } else {
+            endpoints
+        };
         let mut cfg = Config::new(endpoints)
             .dial_timeout(g.dial_timeout)
             .keepalive(g.keepalive_time, g.keepalive_timeout)
@@ -62,6 +72,29 @@ impl Ctx {
             cfg = cfg.credentials(user, password);
         }
         Client::new(cfg).map_err(|e| CtlError::new(EXIT_BAD_ARGS, e.to_string()))
+    }
+
+    /// The client URLs of `--discovery-srv` (`_etcd-client-ssl._tcp` and
+    /// `_etcd-client._tcp`, with `--discovery-srv-name`'s suffix); http ones
+    /// are dropped, with etcdctl's notice, unless `--insecure-discovery`.
+    fn discovered_endpoints(&self) -> Result<Vec<String>, CtlError> {
+        let g = &self.global;
+        let resolver = Resolver::system().map_err(|e| CtlError::new(EXIT_ERROR, e.0))?;
+        let found = srv::get_client(&resolver, "etcd-client", &g.discovery_srv, &g.discovery_srv_name)
+            .map_err(|e| CtlError::new(EXIT_ERROR, e.0))?;
+        if g.insecure_discovery {
+            return Ok(found);
+        }
+        Ok(found
+            .into_iter()
+            .filter(|ep| {
+                let insecure = ep.starts_with("http://");
+                if insecure {
+                    err(format!("ignoring discovered insecure endpoint {ep:?}\n"));
+                }
+                !insecure
+            })
+            .collect())
     }
 
     /// `--user name[:password]` and `--password`; prompts (reading one line

@@ -17,6 +17,10 @@ pub const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// Above this quota etcd warns that the backend may perform poorly.
 pub const MAX_RECOMMENDED_QUOTA_BYTES: u64 = 8 * 1024 * 1024 * 1024;
 
+/// etcd's text when more than one way to bootstrap is given.
+pub const ERR_CONFLICT_BOOTSTRAP_FLAGS: &str =
+    "multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\" or \"discovery-srv\"";
+
 #[derive(Debug, Clone, Parser)]
 #[command(name = "retcd", version, about = "retcd: a distributed, reliable key-value store compatible with etcd v3")]
 pub struct Config {
@@ -55,6 +59,14 @@ pub struct Config {
     /// Initial cluster state ('new' or 'existing').
     #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
     pub initial_cluster_state: String,
+
+    /// DNS domain used to bootstrap the initial cluster (SRV records).
+    #[arg(long, env = "ETCD_DISCOVERY_SRV")]
+    pub discovery_srv: Option<String>,
+
+    /// Service name to query when using DNS discovery (suffix "-NAME" of the SRV service).
+    #[arg(long, env = "ETCD_DISCOVERY_SRV_NAME", default_value = "")]
+    pub discovery_srv_name: String,
 
     /// Number of committed transactions to trigger a snapshot to disk.
     #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
@@ -276,6 +288,13 @@ impl Config {
                 "invalid value {:?} for flag -initial-cluster-state: valid values are \"new\" or \"existing\"",
                 self.initial_cluster_state
             )));
+        }
+        let bootstrap_flags = [
+            self.initial_cluster.as_deref().is_some_and(|s| !s.is_empty()),
+            self.discovery_srv.as_deref().is_some_and(|s| !s.is_empty()),
+        ];
+        if bootstrap_flags.iter().filter(|set| **set).count() > 1 {
+            return Err(ConfigError(ERR_CONFLICT_BOOTSTRAP_FLAGS.into()));
         }
         if self.max_txn_ops == 0 {
             return Err(ConfigError("--max-txn-ops must be > 0".into()));

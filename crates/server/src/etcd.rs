@@ -162,6 +162,7 @@ fn split_list(s: &str) -> Vec<String> {
 impl Etcd {
     pub async fn start(cfg: Config) -> Result<Etcd, StartError> {
         cfg.validate().map_err(|e| StartError::Config(e.0))?;
+        let cfg = discovered_cluster(cfg).await?;
         let client_addrs = parse_urls(&cfg.listen_client_urls, "listen-client-urls")?;
         let peer_addrs = parse_urls(&cfg.listen_peer_urls, "listen-peer-urls")?;
         if let Some(u) = peer_addrs.iter().find(|u| u.tls) {
@@ -620,7 +621,7 @@ fn initial_members(cfg: &Config) -> Result<(Vec<Member>, u64), StartError> {
     };
     let mut own = own_urls.clone();
     own.sort();
-    if own != advertised {
+    if own != advertised && !crate::discovery_srv::urls_equal_resolved(&own, &advertised) {
         return Err(StartError::Config(format!(
             "--initial-cluster has {}={} but missing from --initial-advertise-peer-urls={} (resolved urls: \"{}\" != \"{}\")",
             cfg.name,
@@ -642,6 +643,22 @@ fn initial_members(cfg: &Config) -> Result<(Vec<Member>, u64), StartError> {
         .collect();
     let own_id = ids::member_id(&own, &cfg.initial_cluster_token);
     Ok((members, own_id))
+}
+
+/// The configuration with `--initial-cluster` filled in by a discovery
+/// method, for a member that has no WAL yet (DNS lookups block, so they run
+/// on the blocking pool).
+async fn discovered_cluster(cfg: Config) -> Result<Config, StartError> {
+    if cfg.discovery_srv.is_none() || Wal::exists(&DataDir::new(&cfg.data_dir()).wal) {
+        return Ok(cfg);
+    }
+    tokio::task::spawn_blocking(move || {
+        let mut cfg = cfg;
+        crate::discovery_srv::resolve_initial_cluster(&mut cfg).map(|()| cfg)
+    })
+    .await
+    .map_err(|e| StartError::Config(format!("SRV discovery: {e}")))?
+    .map_err(|e| StartError::Config(e.0))
 }
 
 /// Asks the running cluster (through the other listed members' peer URLs)

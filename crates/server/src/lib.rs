@@ -13,6 +13,7 @@ pub mod backup;
 pub mod compactor;
 pub mod config;
 pub mod corrupt;
+pub mod discovery_srv;
 pub mod etcd;
 pub mod gateway;
 pub mod http;
