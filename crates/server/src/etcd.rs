@@ -648,8 +648,25 @@ fn initial_members(cfg: &Config) -> Result<(Vec<Member>, u64), StartError> {
 /// The configuration with `--initial-cluster` filled in by a discovery
 /// method, for a member that has no WAL yet (DNS lookups block, so they run
 /// on the blocking pool).
-async fn discovered_cluster(cfg: Config) -> Result<Config, StartError> {
-    if cfg.discovery_srv.is_none() || Wal::exists(&DataDir::new(&cfg.data_dir()).wal) {
+async fn discovered_cluster(mut cfg: Config) -> Result<Config, StartError> {
+    if Wal::exists(&DataDir::new(&cfg.data_dir()).wal) {
+        return Ok(cfg);
+    }
+    let new_cluster = cfg.initial_cluster_state == "new";
+    if let Some(settings) = crate::discovery_v3::Settings::from_config(&cfg).filter(|_| new_cluster) {
+        let mut own = split_list(&cfg.initial_advertise_peer_urls);
+        own.sort();
+        let id = ids::member_id(&own, &settings.token);
+        let entry = own.iter().map(|u| format!("{}={u}", cfg.name)).collect::<Vec<_>>().join(",");
+        let token = settings.token.clone();
+        let cluster = crate::discovery_v3::join_cluster(settings, id, entry)
+            .await
+            .map_err(|e| StartError::Config(format!("failed to join discovery cluster ({e})")))?;
+        cfg.initial_cluster = Some(cluster);
+        cfg.initial_cluster_token = token;
+        return Ok(cfg);
+    }
+    if cfg.discovery_srv.is_none() {
         return Ok(cfg);
     }
     tokio::task::spawn_blocking(move || {

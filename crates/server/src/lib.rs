@@ -14,6 +14,7 @@ pub mod compactor;
 pub mod config;
 pub mod corrupt;
 pub mod discovery_srv;
+pub mod discovery_v3;
 pub mod etcd;
 pub mod gateway;
 pub mod http;
