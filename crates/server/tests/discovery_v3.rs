@@ -11,7 +11,7 @@ use std::time::Duration;
 use retcd_api::etcdserverpb::cluster_client::ClusterClient;
 use retcd_api::etcdserverpb::kv_client::KvClient;
 use retcd_api::etcdserverpb::{MemberListRequest, PutRequest, RangeRequest};
-use retcd_testkit::{free_port, spawn_logged, wait_output, Cluster, Kind, Server};
+use retcd_testkit::{free_port, require_tool, spawn_logged, wait_output, Cluster, Kind, Server};
 use tonic::transport::Channel;
 
 fn retcd() -> &'static std::path::Path {
@@ -70,32 +70,75 @@ fn run_to_exit(args: &[String]) -> (Option<i32>, String) {
 #[test]
 fn three_members_bootstrap_through_v3_discovery_and_a_fourth_is_refused() {
     let service = Server::start(Kind::Retcd, retcd(), &[]);
+    bootstrap_three_then_refuse_a_fourth(&service.endpoint(), "v3-token-1");
+}
+
+/// The discovery service is real etcd 3.4: registration uses only etcd's
+/// v3 API.
+#[test]
+fn v3_discovery_works_on_real_etcd() {
+    let Some(etcd) = require_tool("etcd") else { return };
+    let service = Server::start(Kind::Etcd, &etcd, &[]);
+    bootstrap_three_then_refuse_a_fourth(&service.endpoint(), "v3-token-etcd");
+}
+
+/// Members started while the discovery service is down retry (with
+/// backoff) and bootstrap once it is back.
+#[test]
+fn members_wait_for_a_discovery_service_that_is_down() {
+    let mut service = Server::start(Kind::Retcd, retcd(), &[]);
     let discovery = service.endpoint();
-    let token = "v3-token-1";
-    let rt = runtime();
-    rt.block_on(async {
-        KvClient::new(channel(&format!("http://{discovery}")))
-            .put(PutRequest {
-                key: format!("/_etcd/registry/{token}/_config/size").into_bytes(),
-                value: b"3".to_vec(),
-                ..Default::default()
-            })
+    let token = "down";
+    rt_put(&discovery, &format!("/_etcd/registry/{token}/_config/size"), "3");
+    service.kill9();
+    let mut cluster = Cluster::new(retcd(), 3, &[]);
+    for i in 0..3 {
+        spawn_member_with(&mut cluster, i, &discovery, token, &["--discovery-request-timeout", "1s"]);
+    }
+    // The service comes back once a member has given up a request and
+    // scheduled a retry (bounded wait).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !cluster.members.iter().any(|m| m.log_text().contains("retry connecting to discovery service")) {
+        assert!(std::time::Instant::now() < deadline, "no member retried; log:\n{}", cluster.members[0].log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    service.spawn();
+    service.wait_ready(Duration::from_secs(30));
+    for i in 0..3 {
+        cluster.wait_ready(i, Duration::from_secs(90));
+    }
+    let list = runtime().block_on(async {
+        ClusterClient::new(channel(&cluster.members[1].url()))
+            .member_list(MemberListRequest {})
             .await
-            .unwrap();
+            .unwrap()
+            .into_inner()
     });
+    assert_eq!(list.members.len(), 3);
+}
+
+fn spawn_member(cluster: &mut Cluster, i: usize, discovery: &str, token: &str) {
+    spawn_member_with(cluster, i, discovery, token, &[]);
+}
+
+fn spawn_member_with(cluster: &mut Cluster, i: usize, discovery: &str, token: &str, extra: &[&str]) {
+    let m = &mut cluster.members[i];
+    let mut cmd = Command::new(retcd());
+    cmd.arg("--data-dir")
+        .arg(&m.data_dir)
+        .args(member_args(&m.name, m.client_port, m.peer_port, discovery, token))
+        .args(extra);
+    m.child = Some(spawn_logged(&mut cmd, &m.log));
+}
+
+fn bootstrap_three_then_refuse_a_fourth(discovery: &str, token: &str) {
+    let discovery = discovery.to_string();
+    rt_put(&discovery, &format!("/_etcd/registry/{token}/_config/size"), "3");
+    let rt = runtime();
 
     let mut cluster = Cluster::new(retcd(), 3, &[]);
     for i in 0..3 {
-        let m = &mut cluster.members[i];
-        let mut cmd = Command::new(retcd());
-        cmd.arg("--data-dir").arg(&m.data_dir).args(member_args(
-            &m.name,
-            m.client_port,
-            m.peer_port,
-            &discovery,
-            token,
-        ));
-        m.child = Some(spawn_logged(&mut cmd, &m.log));
+        spawn_member(&mut cluster, i, &discovery, token);
         // Registrations arrive at different times; the first two wait.
         std::thread::sleep(Duration::from_millis(300));
     }
