@@ -36,8 +36,21 @@ pub enum DiscoveryError {
     InvalidUrl,
     #[error("discovery: too many retries (last error: {0})")]
     TooManyRetries(String),
+    /// A failure retrying cannot cure (credentials, permissions).
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Client(String),
+}
+
+/// Whether the discovery service refused us for who we are: retrying with
+/// the same credentials cannot help, so discovery fails at once.
+fn is_refusal(e: &retcd_client::Error) -> bool {
+    use retcd_client::EtcdError as E;
+    matches!(
+        e.etcd_kind(),
+        Some(E::AuthFailed | E::PermissionDenied | E::UserEmpty | E::InvalidAuthToken | E::UserNotFound)
+    )
 }
 
 /// How many times a failed request to the discovery service is retried.
@@ -180,6 +193,7 @@ impl Discovery {
     ) -> Result<T, DiscoveryError> {
         match tokio::time::timeout(self.s.request_timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if is_refusal(&e) => Err(DiscoveryError::Refused(e.to_string())),
             Ok(Err(e)) => Err(DiscoveryError::Client(e.to_string())),
             Err(_) => Err(DiscoveryError::Client("context deadline exceeded".into())),
         }
@@ -187,6 +201,9 @@ impl Discovery {
 
     /// Sleeps before the next retry, or gives up after [`MAX_RETRIES`].
     async fn backoff(&mut self, step: &str, err: DiscoveryError) -> Result<(), DiscoveryError> {
+        if matches!(err, DiscoveryError::Refused(_)) {
+            return Err(err);
+        }
         self.retries += 1;
         if self.retries > MAX_RETRIES {
             return Err(DiscoveryError::TooManyRetries(err.to_string()));

@@ -238,3 +238,37 @@ fn rt_put(endpoint: &str, key: &str, value: &str) {
             .unwrap();
     });
 }
+
+/// A discovery service with auth enabled: `--discovery-user` and
+/// `--discovery-password` log in; a wrong password fails at once with
+/// etcd's error instead of retrying.
+#[test]
+fn discovery_with_auth() {
+    use retcd_api::etcdserverpb::auth_client::AuthClient;
+    use retcd_api::etcdserverpb::{AuthEnableRequest, AuthUserAddRequest, AuthUserGrantRoleRequest};
+    let service = Server::start(Kind::Retcd, retcd(), &["--bcrypt-cost", "4"]);
+    let discovery = service.endpoint();
+    let token = "with-auth";
+    rt_put(&discovery, &format!("/_etcd/registry/{token}/_config/size"), "1");
+    runtime().block_on(async {
+        let mut auth = AuthClient::new(channel(&format!("http://{discovery}")));
+        auth.user_add(AuthUserAddRequest { name: "root".into(), password: "pw".into(), options: None }).await.unwrap();
+        auth.user_grant_role(AuthUserGrantRoleRequest { user: "root".into(), role: "root".into() }).await.unwrap();
+        auth.auth_enable(AuthEnableRequest {}).await.unwrap();
+    });
+
+    let mut args = member_args("m1", free_port(), free_port(), &discovery, token);
+    args.extend(["--discovery-user", "root", "--discovery-password", "wrong"].map(String::from));
+    let (code, err) = run_to_exit(&args);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(
+            "failed to join discovery cluster (etcdserver: authentication failed, invalid user ID or password)"
+        ),
+        "{err}"
+    );
+
+    let mut cluster = Cluster::new(retcd(), 1, &[]);
+    spawn_member_with(&mut cluster, 0, &discovery, token, &["--discovery-user", "root", "--discovery-password", "pw"]);
+    cluster.wait_ready(0, Duration::from_secs(60));
+}
