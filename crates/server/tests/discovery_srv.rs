@@ -95,9 +95,13 @@ fn member_matches_itself_through_dns_a_records_and_service_name() {
 
 /// Runs retcd with `args` against `dns`; returns (exit code, stderr).
 fn run_failing(dns: &DnsServer, args: &[&str]) -> (Option<i32>, String) {
+    run_with_dns_env(&dns.addr.to_string(), args)
+}
+
+fn run_with_dns_env(dns_env: &str, args: &[&str]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let child = Command::new(retcd())
-        .env(DNS_SERVER_ENV, dns.addr.to_string())
+        .env(DNS_SERVER_ENV, dns_env)
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .args(args)
@@ -114,7 +118,10 @@ fn run_failing(dns: &DnsServer, args: &[&str]) -> (Option<i32>, String) {
 fn members_the_records_do_not_list_are_refused() {
     let domain = "retcd-bad.test";
     let (client, peer, other) = (free_port(), free_port(), free_port());
-    let dns = DnsServer::start(vec![Record::srv(&format!("_etcd-server._tcp.{domain}"), "localhost.", other)]);
+    let dns = DnsServer::start(vec![
+        Record::srv(&format!("_etcd-server._tcp.{domain}"), "localhost.", other),
+        Record::srv(&format!("_etcd-server-ssl._tcp.tls.{domain}"), "localhost.", peer),
+    ]);
     let client_url = format!("http://127.0.0.1:{client}");
     let peer_url = format!("http://127.0.0.1:{peer}");
     let base = [
@@ -145,6 +152,25 @@ fn members_the_records_do_not_list_are_refused() {
         dns.addr
     );
     assert!(err.contains(&want), "{err}");
+
+    // The record matching this member is https while it advertises http.
+    let tls_domain = format!("tls.{domain}");
+    let mut args = base.to_vec();
+    args.extend(["--discovery-srv", &tls_domain]);
+    let (code, err) = run_failing(&dns, &args);
+    assert_eq!(code, Some(1), "{err}");
+    let want = format!(
+        "error querying DNS SRV records for _etcd-server-ssl bootstrap at https://localhost:{peer} from DNS for \
+         etcd-server-ssl has scheme mismatch with expected peer {peer_url}"
+    );
+    assert!(err.contains(&want), "{err}");
+
+    // A nameserver override that names no address.
+    let mut args = base.to_vec();
+    args.extend(["--discovery-srv", domain]);
+    let (code, err) = run_with_dns_env("not-an-address", &args);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("RETCD_DNS_SERVER=\"not-an-address\": not an address of the form host:port"), "{err}");
 
     // Two ways to bootstrap at once: etcd's text.
     let initial = format!("lost={peer_url}");
