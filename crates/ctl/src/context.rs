@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::io::Write;
+use std::sync::OnceLock;
 
 use retcd_client::srv::{self, Resolver};
 use retcd_client::{Client, Config};
@@ -14,11 +15,27 @@ use crate::printer::{Format, Printer};
 /// The parsed global flags and what derives from them.
 pub struct Ctx {
     pub global: Global,
+    /// The endpoints `--discovery-srv` found, looked up once, on first use.
+    discovered: OnceLock<Result<Vec<String>, CtlError>>,
 }
 
 impl Ctx {
     pub fn new(global: Global) -> Ctx {
-        Ctx { global }
+        Ctx { global, discovered: OnceLock::new() }
+    }
+
+    /// The endpoints commands talk to: what `--discovery-srv` finds, if it
+    /// is given and finds any, else `--endpoints` (etcdctl's order).
+    pub fn endpoints(&self) -> Result<Vec<String>, CtlError> {
+        if self.global.discovery_srv.is_empty() {
+            return Ok(self.global.endpoints.clone());
+        }
+        self.discovered
+            .get_or_init(|| {
+                let found = self.discovered_endpoints()?;
+                Ok(if found.is_empty() { self.global.endpoints.clone() } else { found })
+            })
+            .clone()
     }
 
     /// The printer for `-w` and `--hex` (etcdctl checks the format when it
@@ -49,18 +66,9 @@ impl Ctx {
         if !g.insecure_transport {
             return Err(CtlError::new(EXIT_BAD_FEATURE, "TLS is not supported by retcdctl yet"));
         }
-        // etcdctl replaces the `--endpoints` value (not endpoints a command
-        // chose itself) with what DNS discovery finds, if anything.
-        let endpoints = if !g.discovery_srv.is_empty() && endpoints == g.endpoints {
-            let found = self.discovered_endpoints()?;
-            if found.is_empty() {
-                endpoints
-            } else {
-                found
-            }
-        } else {
-            endpoints
-        };
+        // Commands pass `--endpoints` unless they chose endpoints themselves
+        // (`--cluster`); only the former is replaced by DNS discovery.
+        let endpoints = if endpoints == g.endpoints { self.endpoints()? } else { endpoints };
         let mut cfg = Config::new(endpoints)
             .dial_timeout(g.dial_timeout)
             .keepalive(g.keepalive_time, g.keepalive_timeout)

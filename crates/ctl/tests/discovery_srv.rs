@@ -76,6 +76,15 @@ fn retcdctl_reaches_a_cluster_through_srv_records() {
         assert!(listed.contains(&line), "no {line:?} in\n{listed}");
     }
 
+    // Per-endpoint commands use the discovered endpoints too.
+    let out = retcdctl(&dns_addr, &["-d", domain, "endpoint", "health"]);
+    assert!(out.status.success(), "endpoint health: {}", text(&out.stderr));
+    let both = text(&out.stdout) + &text(&out.stderr);
+    for m in &cluster.members {
+        let line = format!("http://localhost:{} is healthy", m.client_port);
+        assert!(both.contains(&line), "no {line:?} in\n{both}");
+    }
+
     // Secure discovery only: every record is http, so all are dropped (one
     // notice each) and the default endpoint, where nothing listens, is used.
     let out = retcdctl(
