@@ -1,5 +1,5 @@
 //! A tiny authoritative DNS server for tests: answers SRV, A and AAAA
-//! queries over UDP on 127.0.0.1 from a fixed table, NXDOMAIN for names it
+//! queries over UDP (and TCP, for truncated answers) on 127.0.0.1 from a fixed table, NXDOMAIN for names it
 //! does not know. Written independently of retcd's resolver so the two check
 //! each other. Stops (its thread ends within 100 ms) when dropped.
 
@@ -42,17 +42,33 @@ fn norm(name: &str) -> String {
 
 impl DnsServer {
     pub fn start(records: Vec<Record>) -> DnsServer {
+        DnsServer::start_with(records, false)
+    }
+
+    /// `truncate_udp`: every UDP answer is empty with the TC bit set, and
+    /// the full answers are served over TCP on the same port (as a server
+    /// does when an answer does not fit a datagram).
+    pub fn start_with(records: Vec<Record>, truncate_udp: bool) -> DnsServer {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
         let addr = sock.local_addr().unwrap();
+        let tcp = std::net::TcpListener::bind(addr).unwrap();
+        tcp.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let queries = Arc::new(AtomicUsize::new(0));
         let (stop2, queries2) = (stop.clone(), queries.clone());
         let thread = std::thread::spawn(move || {
             let mut buf = [0u8; 1500];
             while !stop2.load(Ordering::Relaxed) {
+                if let Ok((mut conn, _)) = tcp.accept() {
+                    serve_tcp(&mut conn, &records);
+                    queries2.fetch_add(1, Ordering::Relaxed);
+                }
                 let Ok((n, from)) = sock.recv_from(&mut buf) else { continue };
-                if let Some(reply) = answer(&buf[..n], &records) {
+                if let Some(mut reply) = answer(&buf[..n], &records) {
+                    if truncate_udp {
+                        reply = truncated(&buf[..n]);
+                    }
                     queries2.fetch_add(1, Ordering::Relaxed);
                     let _ = sock.send_to(&reply, from);
                 }
@@ -60,6 +76,33 @@ impl DnsServer {
         });
         DnsServer { addr, queries, stop, thread: Some(thread) }
     }
+}
+
+/// One length-prefixed query and answer on an accepted TCP connection.
+fn serve_tcp(conn: &mut std::net::TcpStream, records: &[Record]) {
+    use std::io::{Read, Write};
+    let _ = conn.set_nonblocking(false);
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut len = [0u8; 2];
+    if conn.read_exact(&mut len).is_err() {
+        return;
+    }
+    let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+    if conn.read_exact(&mut q).is_err() {
+        return;
+    }
+    if let Some(reply) = answer(&q, records) {
+        let mut framed = (reply.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&reply);
+        let _ = conn.write_all(&framed);
+    }
+}
+
+/// The header of `q` turned into an empty, truncated answer.
+fn truncated(q: &[u8]) -> Vec<u8> {
+    let mut out = q[..2].to_vec();
+    out.extend_from_slice(&[0x86, 0x80, 0, 0, 0, 0, 0, 0, 0, 0]);
+    out
 }
 
 impl Drop for DnsServer {
