@@ -65,7 +65,10 @@ impl Resolver {
                     .collect();
                 if s.is_empty() {
                     // Go's resolver falls back to the local host as well.
-                    s = vec![SocketAddr::from(([127, 0, 0, 1], 53)), SocketAddr::from(([0u16; 8], 53))];
+                    s = vec![
+                        SocketAddr::from(([127, 0, 0, 1], 53)),
+                        SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1u16], 53)),
+                    ];
                 }
                 s
             }
