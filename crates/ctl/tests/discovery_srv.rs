@@ -78,7 +78,12 @@ fn retcdctl_reaches_a_cluster_through_srv_records() {
 
     // Per-endpoint commands use the discovered endpoints too.
     let out = retcdctl(&dns_addr, &["-d", domain, "endpoint", "health"]);
-    assert!(out.status.success(), "endpoint health: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "endpoint health: {}\nlogs:\n{}",
+        text(&out.stderr),
+        cluster.members.iter().map(|m| format!("== {}\n{}", m.name, m.log_text())).collect::<String>()
+    );
     let both = text(&out.stdout) + &text(&out.stderr);
     for m in &cluster.members {
         let line = format!("http://localhost:{} is healthy", m.client_port);
