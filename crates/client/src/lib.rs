@@ -35,6 +35,7 @@ pub mod error;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+pub mod srv;
 pub mod tls;
 pub mod watch;
 

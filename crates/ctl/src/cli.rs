@@ -119,10 +119,10 @@ pub struct Global {
     /// password for authentication (if this option is used, --user option shouldn't include password)
     #[arg(long, global = true, env = "ETCDCTL_PASSWORD", default_value = "")]
     pub password: String,
-    /// domain name to query for SRV records describing cluster endpoints (not supported)
+    /// domain name to query for SRV records describing cluster endpoints
     #[arg(short = 'd', long, global = true, env = "ETCDCTL_DISCOVERY_SRV", default_value = "")]
     pub discovery_srv: String,
-    /// service name to query when using DNS discovery (not supported)
+    /// service name to query when using DNS discovery
     #[arg(long, global = true, env = "ETCDCTL_DISCOVERY_SRV_NAME", default_value = "")]
     pub discovery_srv_name: String,
 }

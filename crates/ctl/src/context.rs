@@ -3,23 +3,40 @@
 
 use std::future::Future;
 use std::io::Write;
-
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
+use retcd_client::srv::{self, Resolver};
 use retcd_client::{Client, Config, TlsConfig};
 
 use crate::cli::Global;
-use crate::exit::{CtlError, EXIT_BAD_ARGS, EXIT_BAD_FEATURE, EXIT_ERROR};
+use crate::exit::{CtlError, EXIT_BAD_ARGS, EXIT_ERROR};
 use crate::printer::{Format, Printer};
 
 /// The parsed global flags and what derives from them.
 pub struct Ctx {
     pub global: Global,
+    /// The endpoints `--discovery-srv` found, looked up once, on first use.
+    discovered: OnceLock<Result<Vec<String>, CtlError>>,
 }
 
 impl Ctx {
     pub fn new(global: Global) -> Ctx {
-        Ctx { global }
+        Ctx { global, discovered: OnceLock::new() }
+    }
+
+    /// The endpoints commands talk to: what `--discovery-srv` finds, if it
+    /// is given and finds any, else `--endpoints` (etcdctl's order).
+    pub fn endpoints(&self) -> Result<Vec<String>, CtlError> {
+        if self.global.discovery_srv.is_empty() {
+            return Ok(self.global.endpoints.clone());
+        }
+        self.discovered
+            .get_or_init(|| {
+                let found = self.discovered_endpoints()?;
+                Ok(if found.is_empty() { self.global.endpoints.clone() } else { found })
+            })
+            .clone()
     }
 
     /// The printer for `-w` and `--hex` (etcdctl checks the format when it
@@ -48,9 +65,9 @@ impl Ctx {
         }
         self.printer()?;
         let tls = self.tls()?;
-        if !g.discovery_srv.is_empty() {
-            return Err(CtlError::new(EXIT_BAD_FEATURE, "DNS discovery is not supported by retcdctl"));
-        }
+        // Commands pass `--endpoints` unless they chose endpoints themselves
+        // (`--cluster`); only the former is replaced by DNS discovery.
+        let endpoints = if endpoints == g.endpoints { self.endpoints()? } else { endpoints };
         let mut cfg = Config::new(endpoints)
             .dial_timeout(g.dial_timeout)
             .keepalive(g.keepalive_time, g.keepalive_timeout)
@@ -72,6 +89,29 @@ impl Ctx {
     fn tls(&self) -> Result<Option<TlsConfig>, CtlError> {
         let g = &self.global;
         tls_config(&g.cert, &g.key, &g.cacert, g.insecure_transport, g.insecure_skip_tls_verify)
+    }
+
+    /// The client URLs of `--discovery-srv` (`_etcd-client-ssl._tcp` and
+    /// `_etcd-client._tcp`, with `--discovery-srv-name`'s suffix); http ones
+    /// are dropped, with etcdctl's notice, unless `--insecure-discovery`.
+    fn discovered_endpoints(&self) -> Result<Vec<String>, CtlError> {
+        let g = &self.global;
+        let resolver = Resolver::system().map_err(|e| CtlError::new(EXIT_ERROR, e.0))?;
+        let found = srv::get_client(&resolver, "etcd-client", &g.discovery_srv, &g.discovery_srv_name)
+            .map_err(|e| CtlError::new(EXIT_ERROR, e.0))?;
+        if g.insecure_discovery {
+            return Ok(found);
+        }
+        Ok(found
+            .into_iter()
+            .filter(|ep| {
+                let insecure = ep.starts_with("http://");
+                if insecure {
+                    err(format!("ignoring discovered insecure endpoint {ep:?}\n"));
+                }
+                !insecure
+            })
+            .collect())
     }
 
     /// `--user name[:password]` and `--password`; prompts (reading one line

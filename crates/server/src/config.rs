@@ -17,6 +17,11 @@ pub const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// Above this quota etcd warns that the backend may perform poorly.
 pub const MAX_RECOMMENDED_QUOTA_BYTES: u64 = 8 * 1024 * 1024 * 1024;
 
+/// etcd's text when more than one way to bootstrap is given.
+/// (etcd 3.6's wording, which names v3 discovery's flag as well).
+pub const ERR_CONFLICT_BOOTSTRAP_FLAGS: &str = "multiple discovery or bootstrap flags are set. Choose one of \
+     \"initial-cluster\", \"discovery\", \"discovery-endpoints\" or \"discovery-srv\"";
+
 #[derive(Debug, Clone, Parser)]
 #[command(name = "retcd", version, about = "retcd: a distributed, reliable key-value store compatible with etcd v3")]
 pub struct Config {
@@ -72,6 +77,50 @@ pub struct Config {
     /// Accept etcd V2 client requests (the v2 keys API under /v2/keys).
     #[arg(long, env = "ETCD_ENABLE_V2", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub enable_v2: bool,
+
+    /// DNS domain used to bootstrap the initial cluster (SRV records).
+    #[arg(long, env = "ETCD_DISCOVERY_SRV")]
+    pub discovery_srv: Option<String>,
+
+    /// Service name to query when using DNS discovery (suffix "-NAME" of the SRV service).
+    #[arg(long, env = "ETCD_DISCOVERY_SRV_NAME", default_value = "")]
+    pub discovery_srv_name: String,
+
+    /// V3 discovery: list of gRPC endpoints of the discovery service.
+    #[arg(long, env = "ETCD_DISCOVERY_ENDPOINTS", default_value = "")]
+    pub discovery_endpoints: String,
+
+    /// V3 discovery: discovery token for the etcd cluster to be bootstrapped.
+    #[arg(long, env = "ETCD_DISCOVERY_TOKEN", default_value = "")]
+    pub discovery_token: String,
+
+    /// V3 discovery: dial timeout for client connections.
+    #[arg(long, env = "ETCD_DISCOVERY_DIAL_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub discovery_dial_timeout: Duration,
+
+    /// V3 discovery: timeout for discovery requests (excluding dial timeout).
+    #[arg(long, env = "ETCD_DISCOVERY_REQUEST_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub discovery_request_timeout: Duration,
+
+    /// V3 discovery: keepalive time for client connections.
+    #[arg(long, env = "ETCD_DISCOVERY_KEEPALIVE_TIME", default_value = "2s", value_parser = parse_duration)]
+    pub discovery_keepalive_time: Duration,
+
+    /// V3 discovery: keepalive timeout for client connections.
+    #[arg(long, env = "ETCD_DISCOVERY_KEEPALIVE_TIMEOUT", default_value = "6s", value_parser = parse_duration)]
+    pub discovery_keepalive_timeout: Duration,
+
+    /// V3 discovery: disable transport security for client connections (only true is supported).
+    #[arg(long, env = "ETCD_DISCOVERY_INSECURE_TRANSPORT", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub discovery_insecure_transport: bool,
+
+    /// V3 discovery: username[:password] for authentication (prompt if password is not supplied).
+    #[arg(long, env = "ETCD_DISCOVERY_USER", default_value = "")]
+    pub discovery_user: String,
+
+    /// V3 discovery: password for authentication (if this option is used, --user option shouldn't include password).
+    #[arg(long, env = "ETCD_DISCOVERY_PASSWORD", default_value = "")]
+    pub discovery_password: String,
 
     /// Number of committed transactions to trigger a snapshot to disk.
     #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
@@ -286,6 +335,14 @@ impl Config {
         }
     }
 
+    /// `--discovery-endpoints` as a list (empty when unset).
+    pub fn discovery_endpoint_list(&self) -> Vec<String> {
+        if self.discovery_endpoints.is_empty() {
+            return Vec::new();
+        }
+        self.discovery_endpoints.split(',').map(|e| e.trim().to_string()).collect()
+    }
+
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_interval)
     }
@@ -345,9 +402,24 @@ impl Config {
                 self.discovery_fallback
             )));
         }
-        if self.discovery.is_some() && self.initial_cluster.is_some() {
+        let bootstrap_flags = [
+            self.initial_cluster.as_deref().is_some_and(|s| !s.is_empty()),
+            self.discovery.as_deref().is_some_and(|s| !s.is_empty()),
+            self.discovery_srv.as_deref().is_some_and(|s| !s.is_empty()),
+            !self.discovery_endpoints.is_empty(),
+        ];
+        if bootstrap_flags.iter().filter(|set| **set).count() > 1 {
+            return Err(ConfigError(ERR_CONFLICT_BOOTSTRAP_FLAGS.into()));
+        }
+        if self.discovery_token.is_empty() != self.discovery_endpoints.is_empty() {
+            return Err(ConfigError("both --discovery-token and --discovery-endpoints must be set".into()));
+        }
+        if !self.discovery_endpoints.is_empty() && self.discovery_endpoints.split(',').any(|e| e.trim().is_empty()) {
+            return Err(ConfigError("--discovery-endpoints must not contain empty endpoints".into()));
+        }
+        if !self.discovery_insecure_transport {
             return Err(ConfigError(
-                "multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\" or \"discovery-srv\"".into(),
+                "--discovery-insecure-transport=false: TLS to the discovery service is not supported yet".into(),
             ));
         }
         if self.max_txn_ops == 0 {

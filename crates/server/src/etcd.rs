@@ -162,7 +162,9 @@ fn split_list(s: &str) -> Vec<String> {
 impl Etcd {
     pub async fn start(cfg: Config) -> Result<Etcd, StartError> {
         cfg.validate().map_err(|e| StartError::Config(e.0))?;
+        // At most one of the discovery methods is set (validated above).
         let cfg = discover(cfg).await?;
+        let cfg = discovered_cluster(cfg).await?;
         let client_addrs = parse_urls(&cfg.listen_client_urls, "listen-client-urls")?;
         let peer_addrs = parse_urls(&cfg.listen_peer_urls, "listen-peer-urls")?;
         let client_tls = client_tls_config(&cfg, &client_addrs)?;
@@ -672,7 +674,7 @@ fn initial_members(cfg: &Config) -> Result<(Vec<Member>, u64), StartError> {
     };
     let mut own = own_urls.clone();
     own.sort();
-    if own != advertised {
+    if own != advertised && !crate::discovery_srv::urls_equal_resolved(&own, &advertised) {
         return Err(StartError::Config(format!(
             "--initial-cluster has {}={} but missing from --initial-advertise-peer-urls={} (resolved urls: \"{}\" != \"{}\")",
             cfg.name,
@@ -694,6 +696,39 @@ fn initial_members(cfg: &Config) -> Result<(Vec<Member>, u64), StartError> {
         .collect();
     let own_id = ids::member_id(&own, &cfg.initial_cluster_token);
     Ok((members, own_id))
+}
+
+/// The configuration with `--initial-cluster` filled in by a discovery
+/// method, for a member that has no WAL yet (DNS lookups block, so they run
+/// on the blocking pool).
+async fn discovered_cluster(mut cfg: Config) -> Result<Config, StartError> {
+    if Wal::exists(&DataDir::new(&cfg.data_dir()).wal) {
+        return Ok(cfg);
+    }
+    let new_cluster = cfg.initial_cluster_state == "new";
+    if let Some(settings) = crate::discovery_v3::Settings::from_config(&cfg).filter(|_| new_cluster) {
+        let mut own = split_list(&cfg.initial_advertise_peer_urls);
+        own.sort();
+        let id = ids::member_id(&own, &settings.token);
+        let entry = own.iter().map(|u| format!("{}={u}", cfg.name)).collect::<Vec<_>>().join(",");
+        let token = settings.token.clone();
+        let cluster = crate::discovery_v3::join_cluster(settings, id, entry)
+            .await
+            .map_err(|e| StartError::Config(format!("failed to join discovery cluster ({e})")))?;
+        cfg.initial_cluster = Some(cluster);
+        cfg.initial_cluster_token = token;
+        return Ok(cfg);
+    }
+    if cfg.discovery_srv.is_none() {
+        return Ok(cfg);
+    }
+    tokio::task::spawn_blocking(move || {
+        let mut cfg = cfg;
+        crate::discovery_srv::resolve_initial_cluster(&mut cfg).map(|()| cfg)
+    })
+    .await
+    .map_err(|e| StartError::Config(format!("SRV discovery: {e}")))?
+    .map_err(|e| StartError::Config(e.0))
 }
 
 /// Asks the running cluster (through the other listed members' peer URLs)

@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod dns;
+
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -476,4 +478,46 @@ where
         assert_eq!(got, want, "{name}: retcd (left) differs from etcd (right)");
     }
     got
+}
+
+// ---------------------------------------------------------------- DNS SRV
+
+/// The environment variable naming the DNS server retcd's discovery asks
+/// (see `retcd_client::srv::NAMESERVER_ENV`).
+pub const DNS_SERVER_ENV: &str = "RETCD_DNS_SERVER";
+
+/// A cluster of `size` members bootstrapped by `--discovery-srv domain`, and
+/// the DNS server (on loopback) that serves its records: for member i,
+/// `_etcd-server._tcp.<domain>` has `localhost:<peer port>` and
+/// `_etcd-client._tcp.<domain>` has `localhost:<client port>`. Members
+/// advertise `http://127.0.0.1:<port>`, so each must resolve `localhost` to
+/// find itself. Nothing is started; call [`Cluster::wait_ready`] per member
+/// after [`spawn_srv_member`].
+pub fn srv_cluster(binary: &Path, size: usize, domain: &str) -> (Cluster, dns::DnsServer) {
+    let cluster = Cluster::new(binary, size, &[]);
+    let mut records = Vec::new();
+    for m in &cluster.members {
+        records.push(dns::Record::srv(&format!("_etcd-server._tcp.{domain}"), "localhost.", m.peer_port));
+        records.push(dns::Record::srv(&format!("_etcd-client._tcp.{domain}"), "localhost.", m.client_port));
+    }
+    (cluster, dns::DnsServer::start(records))
+}
+
+/// Starts member `i` of `cluster` with `--discovery-srv domain` (and no
+/// `--initial-cluster`), resolving through `dns`.
+pub fn spawn_srv_member(cluster: &mut Cluster, i: usize, domain: &str, dns: &dns::DnsServer, extra: &[&str]) {
+    let token = cluster.token.clone();
+    let m = &mut cluster.members[i];
+    let client = format!("http://127.0.0.1:{}", m.client_port);
+    let peer = format!("http://127.0.0.1:{}", m.peer_port);
+    let mut cmd = Command::new(&cluster.binary);
+    cmd.env(DNS_SERVER_ENV, dns.addr.to_string())
+        .args(["--name", &m.name])
+        .arg("--data-dir")
+        .arg(&m.data_dir)
+        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+        .args(["--discovery-srv", domain, "--initial-cluster-token", &token])
+        .args(extra);
+    m.child = Some(spawn_logged(&mut cmd, &m.log));
 }

@@ -13,7 +13,7 @@ use crate::printer::EpHealth;
 /// `--endpoints`, or with `--cluster` every member's client URLs.
 pub async fn endpoints(ctx: &Ctx, cluster: bool) -> Result<Vec<String>, CtlError> {
     if !cluster {
-        return Ok(ctx.global.endpoints.clone());
+        return ctx.endpoints();
     }
     let client = ctx.client()?;
     let resp = ctx

@@ -52,7 +52,7 @@ pub async fn move_leader(ctx: &Ctx, a: IdArgs) -> Result<(), CtlError> {
     let target = go_parse_u64(&a.args[0], 16).map_err(CtlError::bad_args)?;
     ctx.client()?;
     let printer = ctx.printer()?;
-    let eps = ctx.global.endpoints.clone();
+    let eps = ctx.endpoints()?;
     ctx.timed(async {
         for ep in &eps {
             let client = ctx.client_for(vec![ep.clone()], true)?;
@@ -108,7 +108,7 @@ pub async fn snapshot(ctx: &Ctx, cmd: SnapshotCommand) -> Result<(), CtlError> {
         return Err(CtlError::bad_args("snapshot save expects one argument"));
     }
     let path = a.args[0].clone();
-    let eps = &ctx.global.endpoints;
+    let eps = &ctx.endpoints()?;
     if eps.len() != 1 {
         return Err(CtlError::new(
             EXIT_INTERRUPTED,

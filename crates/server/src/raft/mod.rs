@@ -209,7 +209,10 @@ impl RaftNode {
             on_drop,
             pending_reads: Vec::new(),
             reads_in_flight: HashMap::new(),
-            read_seq: 0,
+            read_seq: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
             last_applied_reported: applied_index,
         })
     }
@@ -352,7 +355,13 @@ impl RaftNode {
             return;
         }
         self.read_seq += 1;
-        let ctx = self.read_seq.to_be_bytes().to_vec();
+        // The context must be unique in the whole cluster: the leader's raft
+        // keeps one pending read per context and ignores a second request
+        // with the same one, so equal counters on two members left one of
+        // them unanswered until its timeout. Member id + counter (seeded from
+        // the clock, so a restart does not reuse old contexts) is unique.
+        let mut ctx = self.node.raft.id.to_be_bytes().to_vec();
+        ctx.extend_from_slice(&self.read_seq.to_be_bytes());
         self.node.read_index(ctx.clone());
         let waiters = std::mem::take(&mut self.pending_reads);
         self.reads_in_flight.insert(ctx, waiters);
