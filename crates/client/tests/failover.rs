@@ -8,24 +8,10 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use retcd_client::{prefix_end, Client, Config, EtcdError, WatchCreateRequest};
 use retcd_testkit::{free_port, require_tool, Cluster, Kind, Server};
-
-fn retcd_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("retcd");
-    if bin.exists() {
-        Some(bin)
-    } else if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("retcd binary not built at {}", bin.display());
-    } else {
-        eprintln!("skipping: build retcd first (cargo build -p retcd-server --bin retcd)");
-        None
-    }
-}
 
 /// Waits (bounded) until `client` serves a linearizable read.
 async fn wait_serving(client: &Client) {
@@ -38,7 +24,7 @@ async fn wait_serving(client: &Client) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_reads_and_writes_survive_a_killed_member() {
-    let Some(bin) = retcd_binary() else { return };
+    let Some(bin) = retcd_testkit::retcd_binary_if_built() else { return };
     let mut cluster = tokio::task::block_in_place(|| Cluster::start(&bin, 3, &[]));
     let endpoints: Vec<String> = cluster.members.iter().map(|m| m.endpoint()).collect();
 
@@ -112,7 +98,7 @@ async fn collect_events(watch: &mut retcd_client::Watcher, n: usize) -> Vec<i64>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_wait_out_a_leader_election() {
-    let Some(bin) = retcd_binary() else { return };
+    let Some(bin) = retcd_testkit::retcd_binary_if_built() else { return };
     let mut cluster = tokio::task::block_in_place(|| Cluster::start(&bin, 3, &[]));
     let endpoints: Vec<String> = cluster.members.iter().map(|m| m.endpoint()).collect();
     let client = Client::new(Config::new(endpoints.clone()).request_timeout(Duration::from_secs(15))).unwrap();
@@ -152,7 +138,7 @@ async fn reads_wait_out_a_leader_election() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_endpoint_is_skipped_and_keep_alive_renews() {
-    let Some(bin) = retcd_binary() else { return };
+    let Some(bin) = retcd_testkit::retcd_binary_if_built() else { return };
     let server = Server::start_in_runtime(Kind::Retcd, &bin, &[]);
     let dead = format!("127.0.0.1:{}", free_port());
     let cfg = Config::new([dead, server.endpoint()]).request_timeout(Duration::from_secs(10));

@@ -6,25 +6,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use retcd_testkit::{require_tool, wait_output, Cluster};
 
 const RETCDCTL: &str = env!("CARGO_BIN_EXE_retcdctl");
-
-fn retcd_binary() -> Option<PathBuf> {
-    let bin = std::env::current_exe().ok()?.parent()?.parent()?.join("retcd");
-    if bin.exists() {
-        Some(bin)
-    } else if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("retcd binary not built at {}", bin.display());
-    } else {
-        eprintln!("skipping: build retcd first (cargo build -p retcd-server --bin retcd)");
-        None
-    }
-}
 
 fn ctl(program: &str, endpoint: &str, args: &[&str], timeout: Duration) -> Output {
     let child = Command::new(program)
@@ -45,7 +32,7 @@ fn text(b: &[u8]) -> String {
 
 #[test]
 fn check_perf_writes_for_a_minute_then_cleans_up_and_judges() {
-    let Some(retcd) = retcd_binary() else { return };
+    let Some(retcd) = retcd_testkit::retcd_binary_if_built() else { return };
     let server = Cluster::start(&retcd, 1, &[]);
     let ep = server.members[0].endpoint();
     let run = ctl(RETCDCTL, &ep, &["check", "perf", "--auto-compact"], Duration::from_secs(150));
@@ -76,7 +63,7 @@ fn check_perf_writes_for_a_minute_then_cleans_up_and_judges() {
 
 #[test]
 fn check_perf_refusals_match_etcdctl() {
-    let Some(retcd) = retcd_binary() else { return };
+    let Some(retcd) = retcd_testkit::retcd_binary_if_built() else { return };
     let Some(etcdctl) = require_tool("etcdctl") else { return };
     let server = Cluster::start(&retcd, 1, &[]);
     let ep = server.members[0].endpoint();

@@ -19,18 +19,6 @@ use retcd_testkit::{free_port, require_tool, spawn_logged, wait_output};
 
 const RETCDCTL: &str = env!("CARGO_BIN_EXE_retcdctl");
 
-fn retcd_binary() -> Option<PathBuf> {
-    let bin = std::env::current_exe().ok()?.parent()?.parent()?.join("retcd");
-    if bin.exists() {
-        Some(bin)
-    } else if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("retcd binary not built at {}", bin.display());
-    } else {
-        eprintln!("skipping: build retcd first (cargo build -p retcd-server --bin retcd)");
-        None
-    }
-}
-
 /// A server with an https client URL and mutual TLS, killed on drop.
 struct TlsServer {
     child: Child,
@@ -166,7 +154,7 @@ fn transcript(tool: Tool, server: &TlsServer, pki: &Pki) -> Vec<String> {
 
 #[test]
 fn common_name_authenticates_the_user() {
-    let (Some(retcd), Some(_)) = (retcd_binary(), require_tool("etcdctl")) else { return };
+    let (Some(retcd), Some(_)) = (retcd_testkit::retcd_binary_if_built(), require_tool("etcdctl")) else { return };
     let pki = Pki::new("retcd test CA");
     pki.issue("server", &["127.0.0.1", "localhost"], "server");
     for user in ["root", "alice", "mallory"] {

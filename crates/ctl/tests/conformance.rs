@@ -17,7 +17,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -158,7 +157,7 @@ impl Pair {
     fn etcd_retcd() -> Option<Pair> {
         let etcd = require_tool("etcd")?;
         require_tool("etcdctl")?;
-        let retcd = retcd_binary()?;
+        let retcd = retcd_testkit::retcd_binary_if_built()?;
         let a = Server::start(Kind::Etcd, &etcd, &[]);
         let b = Server::start(Kind::Retcd, &retcd, &[]);
         Some(Pair::new(a, b))
@@ -300,19 +299,6 @@ impl Pair {
         assert_eq!(runs[0], runs[1], "`{}`: etcdctl (left) and retcdctl (right) differ", args.join(" "));
         let [a, _] = runs;
         a
-    }
-}
-
-fn retcd_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("retcd");
-    if bin.exists() {
-        Some(bin)
-    } else if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("retcd binary not built at {}", bin.display());
-    } else {
-        eprintln!("skipping: build retcd first (cargo build -p retcd-server --bin retcd)");
-        None
     }
 }
 

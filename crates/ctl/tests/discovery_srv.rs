@@ -5,25 +5,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use retcd_testkit::{spawn_srv_member, srv_cluster, wait_output, DNS_SERVER_ENV};
 
 const RETCDCTL: &str = env!("CARGO_BIN_EXE_retcdctl");
-
-fn retcd_binary() -> Option<PathBuf> {
-    let bin = std::env::current_exe().ok()?.parent()?.parent()?.join("retcd");
-    if bin.exists() {
-        Some(bin)
-    } else if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("retcd binary not built at {}", bin.display());
-    } else {
-        eprintln!("skipping: build retcd first (cargo build -p retcd-server --bin retcd)");
-        None
-    }
-}
 
 /// `retcdctl` with no `--endpoints` (its default, 127.0.0.1:2379, is not a
 /// member) and the DNS server `dns`.
@@ -46,7 +33,7 @@ fn text(b: &[u8]) -> String {
 
 #[test]
 fn retcdctl_reaches_a_cluster_through_srv_records() {
-    let Some(retcd) = retcd_binary() else { return };
+    let Some(retcd) = retcd_testkit::retcd_binary_if_built() else { return };
     let domain = "retcdctl-srv.test";
     let (mut cluster, dns) = srv_cluster(&retcd, 3, domain);
     for i in 0..3 {

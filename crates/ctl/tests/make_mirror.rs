@@ -4,25 +4,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use retcd_testkit::{require_tool, wait_output, Cluster};
 
 const RETCDCTL: &str = env!("CARGO_BIN_EXE_retcdctl");
-
-fn retcd_binary() -> Option<PathBuf> {
-    let bin = std::env::current_exe().ok()?.parent()?.parent()?.join("retcd");
-    if bin.exists() {
-        Some(bin)
-    } else if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("retcd binary not built at {}", bin.display());
-    } else {
-        eprintln!("skipping: build retcd first (cargo build -p retcd-server --bin retcd)");
-        None
-    }
-}
 
 fn ctl(program: &str, endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(program)
@@ -69,7 +56,7 @@ fn wait_for(endpoint: &str, want: &str) {
 
 #[test]
 fn a_prefix_is_mirrored_then_kept_in_sync() {
-    let Some(retcd) = retcd_binary() else { return };
+    let Some(retcd) = retcd_testkit::retcd_binary_if_built() else { return };
     let source = Cluster::start(&retcd, 1, &[]);
     let dest = Cluster::start(&retcd, 1, &[]);
     let (src, dst) = (source.members[0].endpoint(), dest.members[0].endpoint());
@@ -97,7 +84,7 @@ fn a_prefix_is_mirrored_then_kept_in_sync() {
 
 #[test]
 fn conflicting_prefix_flags_are_refused_as_etcdctl_refuses_them() {
-    let Some(retcd) = retcd_binary() else { return };
+    let Some(retcd) = retcd_testkit::retcd_binary_if_built() else { return };
     let Some(etcdctl) = require_tool("etcdctl") else { return };
     let source = Cluster::start(&retcd, 1, &[]);
     let src = source.members[0].endpoint();

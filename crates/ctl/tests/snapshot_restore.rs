@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,18 +13,6 @@ use std::time::{Duration, Instant};
 use retcd_testkit::{wait_output, Cluster};
 
 const RETCDCTL: &str = env!("CARGO_BIN_EXE_retcdctl");
-
-fn retcd_binary() -> Option<PathBuf> {
-    let bin = std::env::current_exe().ok()?.parent()?.parent()?.join("retcd");
-    if bin.exists() {
-        Some(bin)
-    } else if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("retcd binary not built at {}", bin.display());
-    } else {
-        eprintln!("skipping: build retcd first (cargo build -p retcd-server --bin retcd)");
-        None
-    }
-}
 
 fn retcdctl(endpoint: &str, args: &[&str]) -> Output {
     let child = Command::new(RETCDCTL)
@@ -45,7 +32,7 @@ fn stdout(o: &Output) -> String {
 
 #[test]
 fn snapshot_saved_under_load_restores_into_a_new_cluster() {
-    let Some(retcd) = retcd_binary() else { return };
+    let Some(retcd) = retcd_testkit::retcd_binary_if_built() else { return };
     let source = Cluster::start(&retcd, 3, &[]);
 
     let acked = Arc::new(AtomicUsize::new(0));
@@ -129,7 +116,7 @@ fn snapshot_saved_under_load_restores_into_a_new_cluster() {
 /// and every output format has etcdctl's shape.
 #[test]
 fn snapshot_status_reports_the_saved_revision() {
-    let Some(retcd) = retcd_binary() else { return };
+    let Some(retcd) = retcd_testkit::retcd_binary_if_built() else { return };
     let server = Cluster::start(&retcd, 1, &[]);
     let ep = server.members[0].endpoint();
     for i in 0..5 {

@@ -16,18 +16,6 @@ use retcd_testkit::{free_port, require_tool, spawn_logged, wait_output};
 
 const RETCDCTL: &str = env!("CARGO_BIN_EXE_retcdctl");
 
-fn retcd_binary() -> Option<PathBuf> {
-    let bin = std::env::current_exe().ok()?.parent()?.parent()?.join("retcd");
-    if bin.exists() {
-        Some(bin)
-    } else if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("retcd binary not built at {}", bin.display());
-    } else {
-        eprintln!("skipping: build retcd first (cargo build -p retcd-server --bin retcd)");
-        None
-    }
-}
-
 /// A retcd member with an https client URL, killed on drop.
 struct TlsServer {
     child: Child,
@@ -136,7 +124,7 @@ fn same_transcript(endpoint: &str, env: &[(&str, &str)], creds: &[&str]) {
 
 #[test]
 fn retcdctl_speaks_tls_as_etcdctl_does() {
-    let (Some(retcd), Some(_)) = (retcd_binary(), require_tool("etcdctl")) else { return };
+    let (Some(retcd), Some(_)) = (retcd_testkit::retcd_binary_if_built(), require_tool("etcdctl")) else { return };
     let pki = Pki::new("retcd test CA");
     pki.issue("server", &["127.0.0.1", "localhost"], "server");
     let tls = vec!["--cert-file".into(), pki.path("server.pem"), "--key-file".into(), pki.path("server-key.pem")];
@@ -179,7 +167,7 @@ fn retcdctl_speaks_tls_as_etcdctl_does() {
 
 #[test]
 fn retcdctl_mutual_tls() {
-    let (Some(retcd), Some(_)) = (retcd_binary(), require_tool("etcdctl")) else { return };
+    let (Some(retcd), Some(_)) = (retcd_testkit::retcd_binary_if_built(), require_tool("etcdctl")) else { return };
     let pki = Pki::new("retcd test CA");
     pki.issue("server", &["127.0.0.1", "localhost"], "server");
     pki.issue("client", &[], "client");

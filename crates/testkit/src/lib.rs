@@ -189,6 +189,22 @@ pub fn wait_output(mut child: Child, timeout: Duration) -> Output {
     }
 }
 
+/// The `retcd` binary for tests of crates that do not build it (the client
+/// and retcdctl): `None`, with a note, when it has not been built yet (a
+/// plain `cargo test -p retcd-ctl`); under CI=true a missing binary fails.
+pub fn retcd_binary_if_built() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("retcd");
+    if bin.exists() {
+        Some(bin)
+    } else if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("retcd binary not built at {}", bin.display());
+    } else {
+        eprintln!("skipping: build retcd first (cargo build -p retcd-server --bin retcd)");
+        None
+    }
+}
+
 /// Path of the `retcd` binary built for the tests: next to the test binary
 /// in `target/<profile>/`.
 pub fn retcd_binary() -> PathBuf {
