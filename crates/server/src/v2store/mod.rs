@@ -627,15 +627,9 @@ fn compare_cause(n: &Node, prev_value: &str, prev_index: u64) -> Option<String> 
     }
 }
 
-fn compare_and_swap(
-    inner: &mut Inner,
-    st: &mut Staged<'_, '_>,
-    path: &str,
-    prev_value: &str,
-    prev_index: u64,
-    value: &str,
-    expiration: i64,
-) -> Result<Event, V2Error> {
+/// The file at `path` if it passes a compare-and-swap/delete's conditions
+/// (etcd's errors otherwise: root read-only, not a file, compare failed).
+fn compared_file(inner: &Inner, path: &str, prev_value: &str, prev_index: u64) -> Result<Node, V2Error> {
     if path == "/" {
         return Err(V2Error::new(107, "/", inner.index));
     }
@@ -646,6 +640,19 @@ fn compare_and_swap(
     if let Some(cause) = compare_cause(&n, prev_value, prev_index) {
         return Err(V2Error::new(101, cause, inner.index));
     }
+    Ok(n)
+}
+
+fn compare_and_swap(
+    inner: &mut Inner,
+    st: &mut Staged<'_, '_>,
+    path: &str,
+    prev_value: &str,
+    prev_index: u64,
+    value: &str,
+    expiration: i64,
+) -> Result<Event, V2Error> {
+    let n = compared_file(inner, path, prev_value, prev_index)?;
     let next = inner.index + 1;
     let now = now_nanos();
     let prev = inner.view(path, &n, false, false, false, now);
@@ -698,16 +705,7 @@ fn compare_and_delete(
     prev_value: &str,
     prev_index: u64,
 ) -> Result<Event, V2Error> {
-    if path == "/" {
-        return Err(V2Error::new(107, "/", inner.index));
-    }
-    let n = inner.existing(path)?.clone();
-    if n.dir {
-        return Err(V2Error::new(102, path, inner.index));
-    }
-    if let Some(cause) = compare_cause(&n, prev_value, prev_index) {
-        return Err(V2Error::new(101, cause, inner.index));
-    }
+    let n = compared_file(inner, path, prev_value, prev_index)?;
     let next = inner.index + 1;
     let prev = inner.view(path, &n, false, false, false, now_nanos());
     let view = inner.removed_view(path, &n, next);
