@@ -277,6 +277,7 @@ point.
   member after a read-index round with the leader.
 
 $(for size in $SIZES; do section "$size"; done)
+
 ## Machine
 
 - $(nproc) cores ($(lscpu | awk -F: '/Model name/ { gsub(/^ +/, "", $2); print $2; exit }')), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r)
