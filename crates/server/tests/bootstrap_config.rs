@@ -88,3 +88,19 @@ fn peer_urls_not_matching_the_initial_cluster_are_refused() {
         ),
     );
 }
+
+/// The test harness itself: a member whose client port was taken between
+/// choosing it and binding it (another process won the race) exits with
+/// "Address already in use"; `Cluster::start_all` then starts the fresh
+/// cluster again on new ports instead of failing the test.
+#[test]
+fn a_fresh_test_cluster_survives_a_taken_port() {
+    let mut cluster = retcd_testkit::Cluster::new(&retcd_binary(), 1, &[]);
+    let taken = cluster.members[0].client_port;
+    // Bound, not listening: connections are refused, binds collide.
+    let squatter = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    squatter.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], taken)).into()).unwrap();
+    cluster.start_all();
+    assert_ne!(cluster.members[0].client_port, taken);
+    assert!(cluster.members[0].is_running());
+}

@@ -267,19 +267,32 @@ pub fn spawn_logged(cmd: &mut Command, log: &Path) -> Child {
 
 /// Waits (bounded) until `client_port` accepts TCP connections; panics with
 /// the log of the process (`what`) if it exits first or never gets there.
-fn wait_client_port(what: &str, client_port: u16, mut child: Option<&mut Child>, log: &Path, timeout: Duration) {
+fn wait_client_port(what: &str, client_port: u16, child: Option<&mut Child>, log: &Path, timeout: Duration) {
+    if let Err(e) = try_wait_client_port(what, client_port, child, log, timeout) {
+        panic!("{e}");
+    }
+}
+
+/// [`wait_client_port`], returning the failure instead of panicking.
+fn try_wait_client_port(
+    what: &str,
+    client_port: u16,
+    mut child: Option<&mut Child>,
+    log: &Path,
+    timeout: Duration,
+) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(child) = child.as_mut() {
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("{what} exited early ({status}); log:\n{}", read_log(log));
+                return Err(format!("{what} exited early ({status}); log:\n{}", read_log(log)));
             }
         }
         if std::net::TcpStream::connect(("127.0.0.1", client_port)).is_ok() {
-            return;
+            return Ok(());
         }
         if Instant::now() > deadline {
-            panic!("{what} not ready after {timeout:?}; log:\n{}", read_log(log));
+            return Err(format!("{what} not ready after {timeout:?}; log:\n{}", read_log(log)));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -382,12 +395,39 @@ impl Cluster {
     }
 
     /// Starts every member and waits until each accepts client connections.
+    ///
+    /// A free port can be taken by another process between [`free_port`]
+    /// and the member's bind. For a cluster whose data dirs did not exist
+    /// yet, a member that lost such a race makes the whole cluster start
+    /// again on new ports (at most 3 times).
     pub fn start_all(&mut self) {
-        for i in 0..self.members.len() {
-            self.spawn(i);
-        }
-        for i in 0..self.members.len() {
-            self.wait_ready(i, Duration::from_secs(60));
+        let fresh = self.members.iter().all(|m| !m.data_dir.exists());
+        for attempt in 1..=3 {
+            for i in 0..self.members.len() {
+                self.spawn(i);
+            }
+            let mut failure = None;
+            for i in 0..self.members.len() {
+                let m = &mut self.members[i];
+                let what = format!("member {}", m.name);
+                if let Err(e) =
+                    try_wait_client_port(&what, m.client_port, m.child.as_mut(), &m.log, Duration::from_secs(60))
+                {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            let Some(e) = failure else { return };
+            if !(fresh && attempt < 3 && e.contains("Address already in use")) {
+                panic!("{e}");
+            }
+            for m in &mut self.members {
+                m.kill9();
+                let _ = std::fs::remove_dir_all(&m.data_dir);
+                let _ = std::fs::remove_file(&m.log);
+                m.client_port = free_port();
+                m.peer_port = free_port();
+            }
         }
     }
 
