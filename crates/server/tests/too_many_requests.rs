@@ -72,10 +72,15 @@ async fn proposals_are_refused_while_apply_is_far_behind() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     kv.put(PutRequest { key: b"after".to_vec(), value: b"v".to_vec(), ..Default::default() }).await.unwrap();
+    // A writer whose put reached the server after the gap passed 5000 was
+    // refused like the extra one; the others were applied or timed out.
     for w in writers {
         match w.await.unwrap() {
             Ok(_) => {}
-            Err(e) => assert_eq!(e.message(), "etcdserver: request timed out", "{e:?}"),
+            Err(e) => assert!(
+                ["etcdserver: request timed out", "etcdserver: too many requests"].contains(&e.message()),
+                "{e:?}"
+            ),
         }
     }
 }
