@@ -439,14 +439,38 @@ async fn member_behind_compacted_log_catches_up_by_snapshot() {
 
 /// Starts a member that joins the running `cluster` (`--initial-cluster-state
 /// existing`) after `member add`; returns its process and client URL.
-fn start_joining_member(cluster: &Cluster, name: &str, peer_port: u16) -> (std::process::Child, String) {
+/// A member process started by a test itself, killed when the test ends
+/// (passed or failed).
+struct KillOnDrop(std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_joining_member(cluster: &Cluster, name: &str, peer_port: u16) -> (KillOnDrop, String) {
     let client_port = retcd_testkit::free_port();
     let initial = format!("{},{name}=http://127.0.0.1:{peer_port}", cluster.initial_cluster());
     let dir = cluster.dir.path().join(format!("{name}.etcd"));
     let mut cmd = member_command(retcd(), name, client_port, peer_port, &dir, &initial);
     cmd.args(["--initial-cluster-state", "existing"]);
     let child = spawn_logged(&mut cmd, &cluster.dir.path().join(format!("{name}.log")));
-    (child, format!("http://127.0.0.1:{client_port}"))
+    (KillOnDrop(child), format!("http://127.0.0.1:{client_port}"))
 }
 
 /// Membership changes while the cluster serves: a member added with
