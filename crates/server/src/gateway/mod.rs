@@ -194,8 +194,13 @@ async fn handle(
             unary!(call, maintenance::MaintenanceService { server: s }, "etcdserverpb.Maintenance", "Status", status)
         }
         "maintenance/defragment" => {
-            let svc = maintenance::MaintenanceService { server: s };
-            unary(call, "etcdserverpb.Maintenance", "Defragment", move |r| async move { svc.defragment(r).await }).await
+            unary!(
+                call,
+                maintenance::MaintenanceService { server: s },
+                "etcdserverpb.Maintenance",
+                "Defragment",
+                defragment
+            )
         }
         // etcd 3.4 maps both Hash and HashKV to this path; Hash is the one
         // that answers there.
@@ -208,9 +213,13 @@ async fn handle(
                 .await
         }
         "maintenance/transfer-leadership" => {
-            let svc = maintenance::MaintenanceService { server: s };
-            unary(call, "etcdserverpb.Maintenance", "MoveLeader", move |r| async move { svc.move_leader(r).await })
-                .await
+            unary!(
+                call,
+                maintenance::MaintenanceService { server: s },
+                "etcdserverpb.Maintenance",
+                "MoveLeader",
+                move_leader
+            )
         }
         "auth/enable" => unary!(call, auth_service(&s), "etcdserverpb.Auth", "AuthEnable", auth_enable),
         "auth/disable" => unary!(call, auth_service(&s), "etcdserverpb.Auth", "AuthDisable", auth_disable),
