@@ -10,45 +10,22 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use retcd_testkit::pki::Pki;
-use retcd_testkit::{free_port, require_tool, spawn_logged, wait_output};
+use retcd_testkit::{require_tool, wait_output, TlsServer};
 
 const RETCDCTL: &str = env!("CARGO_BIN_EXE_retcdctl");
 
-/// A server with an https client URL and mutual TLS, killed on drop.
-struct TlsServer {
-    child: Child,
-    endpoint: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(binary: &Path, pki: &Pki) -> TlsServer {
-    let dir = tempfile::tempdir().unwrap();
-    let (port, peer) = (free_port(), free_port());
-    let client = format!("https://127.0.0.1:{port}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let mut cmd = Command::new(binary);
-    cmd.args(["--data-dir", dir.path().join("data").to_str().unwrap()])
-        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-        .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-        .args(["--initial-cluster", &format!("default={peer_url}")])
-        .args(["--cert-file", &pki.path("server.pem"), "--key-file", &pki.path("server-key.pem")])
-        .args(["--trusted-ca-file", &pki.path("ca.pem"), "--client-cert-auth"]);
-    let log = dir.path().join("server.log");
-    let child = spawn_logged(&mut cmd, &log);
-    TlsServer { child, endpoint: client, log, _dir: dir }
+    let args = ["--cert-file", &pki.path("server.pem"), "--key-file", &pki.path("server-key.pem")]
+        .into_iter()
+        .chain(["--trusted-ca-file", &pki.path("ca.pem"), "--client-cert-auth"])
+        .map(String::from)
+        .collect::<Vec<_>>();
+    TlsServer::start(binary, &args)
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -98,7 +75,7 @@ fn wait_ready(server: &TlsServer, pki: &Pki) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let root = creds(pki, "root");
     let args: Vec<&str> = root.iter().map(String::as_str).chain(["endpoint", "health"]).collect();
-    while !run(Tool::Etcdctl, &server.endpoint, &args).status.success() {
+    while !run(Tool::Etcdctl, &server.endpoint(), &args).status.success() {
         assert!(
             Instant::now() < deadline,
             "not serving; log:\n{}",
@@ -123,7 +100,7 @@ fn set_up_auth(server: &TlsServer, pki: &Pki) {
     ];
     for step in steps {
         let args: Vec<&str> = root.iter().map(String::as_str).chain(step.iter().copied()).collect();
-        let out = run(Tool::Etcdctl, &server.endpoint, &args);
+        let out = run(Tool::Etcdctl, &server.endpoint(), &args);
         assert!(out.status.success(), "{step:?}: {}", summary(&out));
     }
 }
@@ -147,7 +124,7 @@ fn transcript(tool: Tool, server: &TlsServer, pki: &Pki) -> Vec<String> {
         .map(|(cert, step)| {
             let c = creds(pki, cert);
             let args: Vec<&str> = c.iter().map(String::as_str).chain(step.iter().copied()).collect();
-            format!("{cert} {step:?}: {}", summary(&run(tool, &server.endpoint, &args)))
+            format!("{cert} {step:?}: {}", summary(&run(tool, &server.endpoint(), &args)))
         })
         .collect()
 }

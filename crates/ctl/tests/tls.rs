@@ -7,45 +7,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use retcd_testkit::pki::Pki;
-use retcd_testkit::{free_port, require_tool, spawn_logged, wait_output};
+use retcd_testkit::{require_tool, wait_output, TlsServer};
 
 const RETCDCTL: &str = env!("CARGO_BIN_EXE_retcdctl");
-
-/// A retcd member with an https client URL, killed on drop.
-struct TlsServer {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(binary: &Path, tls_args: &[String]) -> TlsServer {
-    let dir = tempfile::tempdir().unwrap();
-    let (port, peer) = (free_port(), free_port());
-    let client = format!("https://127.0.0.1:{port}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let mut cmd = Command::new(binary);
-    cmd.args(["--data-dir", dir.path().join("data").to_str().unwrap()])
-        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-        .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-        .args(["--initial-cluster", &format!("default={peer_url}")])
-        .args(tls_args);
-    let log = dir.path().join("server.log");
-    let child = spawn_logged(&mut cmd, &log);
-    TlsServer { child, port, log, _dir: dir }
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Tool {
@@ -128,7 +96,7 @@ fn retcdctl_speaks_tls_as_etcdctl_does() {
     let pki = Pki::new("retcd test CA");
     pki.issue("server", &["127.0.0.1", "localhost"], "server");
     let tls = vec!["--cert-file".into(), pki.path("server.pem"), "--key-file".into(), pki.path("server-key.pem")];
-    let server = start(&retcd, &tls);
+    let server = TlsServer::start(&retcd, &tls);
     let cacert = format!("--cacert={}", pki.path("ca.pem"));
     wait_ready(&server, &[&cacert]);
     let https = format!("https://127.0.0.1:{}", server.port);
@@ -180,7 +148,7 @@ fn retcdctl_mutual_tls() {
         pki.path("ca.pem"),
         "--client-cert-auth".into(),
     ];
-    let server = start(&retcd, &tls);
+    let server = TlsServer::start(&retcd, &tls);
     let cacert = format!("--cacert={}", pki.path("ca.pem"));
     let cert = format!("--cert={}", pki.path("client.pem"));
     let key = format!("--key={}", pki.path("client-key.pem"));

@@ -7,12 +7,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use retcd_testkit::{free_port, require_tool, spawn_logged, wait_output};
+use retcd_testkit::{require_tool, wait_output, TlsServer};
 
 struct Pki {
     dir: tempfile::TempDir,
@@ -42,37 +42,6 @@ impl Pki {
     fn path(&self, name: &str) -> String {
         self.dir.path().join(name).to_str().unwrap().to_string()
     }
-}
-
-/// A server (retcd or etcd) with an https client URL, killed on drop.
-struct TlsServer {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-    log: PathBuf,
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(binary: &Path, tls_args: &[String]) -> TlsServer {
-    let dir = tempfile::tempdir().unwrap();
-    let (port, peer) = (free_port(), free_port());
-    let client = format!("https://127.0.0.1:{port}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let mut cmd = Command::new(binary);
-    cmd.args(["--data-dir", dir.path().join("data").to_str().unwrap()])
-        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-        .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-        .args(["--initial-cluster", &format!("default={peer_url}")])
-        .args(tls_args);
-    let log = dir.path().join("server.log");
-    let child = spawn_logged(&mut cmd, &log);
-    TlsServer { child, port, _dir: dir, log }
 }
 
 fn etcdctl(port: u16, scheme: &str, args: &[&str]) -> Output {
@@ -136,7 +105,7 @@ fn client_tls_serves_etcdctl_and_refuses_plaintext() {
     let cacert = format!("--cacert={}", pki.path("ca.pem"));
     let mut transcripts = Vec::new();
     for (name, binary) in binaries() {
-        let server = start(&binary, &tls);
+        let server = TlsServer::start(&binary, &tls);
         wait_ready(&server, &[&cacert]);
         transcripts.push((name, transcript(&server, &[&cacert])));
         // Plaintext against the TLS port: refused, nothing stored, still serving.
@@ -174,7 +143,7 @@ fn mutual_tls_requires_a_client_certificate() {
     let cert = format!("--cert={}", pki.path("client.pem"));
     let key = format!("--key={}", pki.path("client-key.pem"));
     for (name, binary) in binaries() {
-        let server = start(&binary, &tls);
+        let server = TlsServer::start(&binary, &tls);
         wait_ready(&server, &[&cacert, &cert, &key]);
         let ok = etcdctl(server.port, "https", &[&cacert, &cert, &key, "put", "k", "v"]);
         assert!(ok.status.success(), "{name}: {ok:?}");
@@ -193,7 +162,7 @@ fn auto_tls_makes_its_own_certificate() {
     for (name, binary) in binaries() {
         // (etcdctl 3.4 skips verification only with --insecure-transport=false.)
         let insecure = ["--insecure-transport=false", "--insecure-skip-tls-verify"];
-        let server = start(&binary, &["--auto-tls".into()]);
+        let server = TlsServer::start(&binary, &["--auto-tls".into()]);
         wait_ready(&server, &insecure);
         let ok = etcdctl(server.port, "https", &[&insecure[..], &["put", "k", "v"]].concat());
         assert!(ok.status.success(), "{name}: {ok:?}");
@@ -203,7 +172,7 @@ fn auto_tls_makes_its_own_certificate() {
 #[test]
 fn https_without_a_certificate_is_refused_at_start() {
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_retcd"));
-    let mut server = start(&binary, &[]);
+    let mut server = TlsServer::start(&binary, &[]);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(status) = server.child.try_wait().unwrap() {

@@ -347,6 +347,45 @@ impl Member {
     }
 }
 
+/// A single member (retcd or etcd, same flags) whose client URL is https on
+/// a free port; the caller passes the TLS flags. Killed on drop.
+pub struct TlsServer {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsServer {
+    pub fn start(binary: &Path, tls_args: &[String]) -> TlsServer {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, peer) = (free_port(), free_port());
+        let client = format!("https://127.0.0.1:{port}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let mut cmd = Command::new(binary);
+        cmd.args(["--data-dir", dir.path().join("data").to_str().unwrap()])
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("default={peer_url}")])
+            .args(tls_args);
+        let log = dir.path().join("server.log");
+        let child = spawn_logged(&mut cmd, &log);
+        TlsServer { child, port, log, _dir: dir }
+    }
+
+    /// `https://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A multi-member retcd cluster on loopback (static bootstrap), every member
 /// killed on drop.
 pub struct Cluster {
