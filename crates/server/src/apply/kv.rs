@@ -37,8 +37,11 @@ pub trait KvRead {
     fn compact_rev(&self) -> i64;
 }
 
-/// The store pinned at the revision current when it was created, so every
-/// read of a read-only txn sees the same state.
+/// The store pinned at the revision current when it was created: every read
+/// of a read-only txn sees the same state, and a response's header revision
+/// is that revision, never a later one (a write applied while the range
+/// runs must not lend the response its revision: a client that lists at the
+/// header revision and watches from the next one would miss it).
 pub struct PinnedRead<'a> {
     pub store: &'a KvStore,
     pub rev: i64,
@@ -51,11 +54,8 @@ impl<'a> PinnedRead<'a> {
 }
 
 impl KvRead for PinnedRead<'_> {
-    fn range_kvs(&mut self, key: &[u8], end: &[u8], mut opts: RangeOptions) -> Result<RangeResult, MvccError> {
-        if opts.rev == 0 {
-            opts.rev = self.rev;
-        }
-        self.store.range(key, end, opts)
+    fn range_kvs(&mut self, key: &[u8], end: &[u8], opts: RangeOptions) -> Result<RangeResult, MvccError> {
+        self.store.range_at(key, end, opts, Some(self.rev))
     }
     fn read_rev(&self) -> i64 {
         self.rev
@@ -390,4 +390,51 @@ pub fn run_read_txn(view: &mut dyn KvRead, r: &TxnRequest, path: &[bool], pos: &
         responses.push(ResponseOp { response });
     }
     TxnResponse { header: header(view.read_rev()), succeeded: ok, responses }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use retcd_api::etcdserverpb::RequestOp;
+    use retcd_storage::backend::Backend;
+
+    use super::*;
+
+    fn put(store: &KvStore, k: &str, v: &str) {
+        let backend = Arc::clone(store.backend());
+        let mut btx = backend.batch_tx();
+        let mut txn = store.write(&mut btx);
+        txn.put(k.as_bytes(), v.as_bytes(), 0);
+        assert!(txn.take_error().is_none());
+        txn.end();
+    }
+
+    /// The race of issue 11: a write applied between pinning the read and
+    /// building the response must not lend the response its revision.
+    #[test]
+    fn reads_report_the_revision_their_data_was_read_at() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KvStore::open(Backend::open(&dir.path().join("db")).unwrap()).unwrap();
+        put(&store, "k", "old");
+        let mut view = PinnedRead::new(&store);
+        put(&store, "k", "new");
+        let get = RangeRequest { key: b"k".to_vec(), ..Default::default() };
+
+        let resp = range(&mut view, &get).unwrap();
+        assert_eq!(resp.header.unwrap().revision, 2);
+        assert_eq!(resp.kvs[0].value, b"old");
+        assert_eq!(resp.kvs[0].mod_revision, 2);
+
+        let txn =
+            TxnRequest { success: vec![RequestOp { request: Some(Request::RequestRange(get)) }], ..Default::default() };
+        let path = txn_path(&mut view, &txn);
+        let resp = run_read_txn(&mut view, &txn, &path, &mut 0);
+        assert_eq!(resp.header.unwrap().revision, 2);
+        let Some(Response::ResponseRange(inner)) = &resp.responses[0].response else { panic!("{resp:?}") };
+        assert_eq!(inner.header.as_ref().unwrap().revision, 2);
+        assert_eq!(inner.kvs[0].value, b"old");
+    }
 }

@@ -151,9 +151,14 @@ impl KvStore {
         self.range_at(key, end, opts, None)
     }
 
-    /// Range as of store revision `cur` (None: the current one, read under
-    /// the index lock). Write transactions pass their own read revision.
-    pub(super) fn range_at(
+    /// Range as the store was at revision `cur` (None: the current one, read
+    /// under the index lock): `opts.rev` 0 reads at `cur`, a later one is a
+    /// future revision, and the result's `rev` is `cur`, so a response's
+    /// header revision is the revision its data was read at. Readers that
+    /// pinned [`KvStore::rev`] earlier and write transactions (their own read
+    /// revision) pass it here. A `cur` past the current revision reads at the
+    /// current one.
+    pub fn range_at(
         &self,
         key: &[u8],
         end: &[u8],
@@ -167,7 +172,8 @@ impl KvStore {
         };
         let (revs, count, cur, at) = {
             let idx = self.index.read();
-            let cur = cur.unwrap_or_else(|| self.current_rev.load(Ordering::Acquire));
+            let now = self.current_rev.load(Ordering::Acquire);
+            let cur = cur.map_or(now, |c| c.min(now));
             let at = read_rev(opts.rev, cur, self.compact_rev.load(Ordering::Acquire))?;
             let (revs, count) = idx.revisions(KeyRange::new(key, end), at, max);
             (revs, count, cur, at)

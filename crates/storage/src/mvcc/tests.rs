@@ -184,6 +184,27 @@ fn reads_at_old_and_future_revisions() {
 }
 
 #[test]
+fn a_range_at_a_pinned_revision_answers_with_that_revision() {
+    let e = env();
+    e.put("k", "1");
+    let pinned = e.store.rev();
+    e.put("k", "2");
+    e.put("other", "x");
+    let at = |opts| e.store.range_at(b"", b"\0", opts, Some(pinned)).unwrap();
+    let r = at(RangeOptions::default());
+    assert_eq!(r.rev, pinned, "the header revision is the revision the data was read at");
+    assert_eq!(r.kvs, vec![kv("k", "1", 2, 2, 1)]);
+    assert_eq!(at(RangeOptions { count_only: true, ..Default::default() }).count, 1);
+    // Later revisions are in the future of the pinned view.
+    assert!(matches!(
+        e.store.range_at(b"k", b"", RangeOptions { rev: pinned + 1, ..Default::default() }, Some(pinned)),
+        Err(MvccError::FutureRev)
+    ));
+    // A pin past the current revision reads at the current one.
+    assert_eq!(e.store.range_at(b"k", b"", RangeOptions::default(), Some(100)).unwrap().rev, e.store.rev());
+}
+
+#[test]
 fn write_txn_sees_its_own_writes_and_publishes_at_end() {
     let e = env();
     e.put("a", "old");
