@@ -78,8 +78,8 @@ impl Watch for WatchService {
                         }
                     }
                     Some(RequestUnion::ProgressRequest(_)) => {
-                        let msg = StreamMsg::Progress { watch_id: -1, revision: recv_server.watch.notified_rev() };
-                        recv_tx.send(msg).await.is_ok()
+                        recv_server.watch.request_progress(stream_id, &recv_tx);
+                        !recv_tx.is_closed()
                     }
                     None => true,
                 };

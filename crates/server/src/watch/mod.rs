@@ -14,6 +14,11 @@
 //! lock, and a catch-up pass reads history up to `notified_rev` and flips the
 //! watcher to synced under that same lock. Events of one revision are always
 //! sent together.
+//!
+//! A progress report at revision R promises the stream that every event up
+//! to R was already sent, so a progress request is answered only once every
+//! watcher of the stream is synced (etcd 3.5's rule; 3.4 answered at once and
+//! could report progress past events a catching-up watcher had not sent).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -115,6 +120,21 @@ pub fn in_range(key: &[u8], start: &[u8], end: &[u8]) -> bool {
 struct HubInner {
     notified_rev: i64,
     watchers: HashMap<(u64, i64), Watcher>,
+    /// Streams with a progress request not answered yet, because one of
+    /// their watchers is still catching up (or the queue was full).
+    progress_requested: HashMap<u64, StreamTx>,
+}
+
+impl HubInner {
+    /// Answers `stream`'s progress request if all its watchers are synced;
+    /// false if it must wait.
+    fn try_answer_progress(&self, stream: u64, tx: &StreamTx) -> bool {
+        let all_synced = self.watchers.iter().all(|(&(s, _), w)| s != stream || w.synced);
+        all_synced && {
+            let msg = StreamMsg::Progress { watch_id: -1, revision: self.notified_rev };
+            !matches!(tx.try_send(msg), Err(mpsc::error::TrySendError::Full(_)))
+        }
+    }
 }
 
 pub struct WatchHub {
@@ -125,7 +145,7 @@ pub struct WatchHub {
 impl WatchHub {
     pub fn new(kv: Arc<KvStore>) -> WatchHub {
         let rev = kv.rev();
-        WatchHub { kv, inner: Mutex::new(HubInner { notified_rev: rev, watchers: HashMap::new() }) }
+        WatchHub { kv, inner: Mutex::new(HubInner { notified_rev: rev, ..Default::default() }) }
     }
 
     /// The last revision whose events have been handed to watchers.
@@ -149,7 +169,19 @@ impl WatchHub {
     }
 
     pub fn remove_stream(&self, stream: u64) {
-        self.inner.lock().watchers.retain(|(s, _), _| *s != stream);
+        let mut inner = self.inner.lock();
+        inner.watchers.retain(|(s, _), _| *s != stream);
+        inner.progress_requested.remove(&stream);
+    }
+
+    /// A progress request on `stream`: answered with the notified revision
+    /// now if every watcher of the stream is synced, else by the catch-up
+    /// pass that syncs the last of them (and at the revision of that time).
+    pub fn request_progress(&self, stream: u64, tx: &StreamTx) {
+        let mut inner = self.inner.lock();
+        if !inner.try_answer_progress(stream, tx) {
+            inner.progress_requested.insert(stream, tx.clone());
+        }
     }
 
     /// Called by the apply thread, in revision order, after the revision's
@@ -256,6 +288,12 @@ impl WatchHub {
         for key in gone {
             inner.watchers.remove(&key);
         }
+        let requested = std::mem::take(&mut inner.progress_requested);
+        for (stream, tx) in requested {
+            if !tx.is_closed() && !inner.try_answer_progress(stream, &tx) {
+                inner.progress_requested.insert(stream, tx);
+            }
+        }
         behind
     }
 
@@ -310,5 +348,55 @@ impl WatchHub {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use retcd_storage::backend::Backend;
+
+    use super::*;
+
+    fn put(store: &KvStore, k: &str, v: &str) {
+        let backend = Arc::clone(store.backend());
+        let mut btx = backend.batch_tx();
+        let mut txn = store.write(&mut btx);
+        txn.put(k.as_bytes(), v.as_bytes(), 0);
+        assert!(txn.take_error().is_none());
+        txn.end();
+    }
+
+    /// A progress report must never run ahead of events a catching-up
+    /// watcher of the stream has not sent yet.
+    #[test]
+    fn progress_waits_for_every_watcher_of_the_stream_to_catch_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(KvStore::open(Backend::open(&dir.path().join("db")).unwrap()).unwrap());
+        for i in 0..3 {
+            put(&store, "k", &i.to_string());
+        }
+        let hub = WatchHub::new(Arc::clone(&store));
+        let (tx, mut rx) = mpsc::channel(16);
+        let spec = WatchSpec { key: b"k".to_vec(), ..Default::default() };
+        // Stream 1: one watcher from the current revision (synced), one
+        // from revision 2 (history to read first).
+        hub.add(1, 0, spec.clone(), store.rev() + 1, tx.clone());
+        hub.add(1, 1, spec, 2, tx.clone());
+        hub.request_progress(1, &tx);
+        assert!(rx.try_recv().is_err(), "progress answered while watcher 1 was behind");
+
+        assert_eq!(hub.sync_pass(), 0);
+        match rx.try_recv().unwrap() {
+            StreamMsg::Events { watch_id: 1, revision: 4, events, .. } => assert_eq!(events.len(), 3),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(rx.try_recv().unwrap(), StreamMsg::Progress { watch_id: -1, revision: 4 }));
+        assert!(rx.try_recv().is_err(), "one request, one answer");
+
+        // Everything synced: answered at once.
+        hub.request_progress(1, &tx);
+        assert!(matches!(rx.try_recv().unwrap(), StreamMsg::Progress { watch_id: -1, revision: 4 }));
     }
 }
