@@ -46,6 +46,8 @@ impl PeerDialer {
     }
 
     fn endpoint(&self, url: &str) -> Result<(Endpoint, Connector), String> {
+        let routed = test_route(url);
+        let url = routed.as_deref().unwrap_or(url);
         let (plain_url, secure) =
             retcd_client::endpoints::endpoint_url(url, false).map_err(|e| format!("invalid peer URL: {e}"))?;
         let endpoint = Endpoint::from_shared(plain_url).map_err(|e| format!("invalid peer URL {url}: {e}"))?;
@@ -80,6 +82,41 @@ impl PeerDialer {
     }
 }
 
+/// Debug builds only (the test profile): `RETCD_TEST_PEER_ROUTES` holds
+/// `host:port=host:port` pairs, comma-separated; a peer URL with the first
+/// address is dialed at the second. The fault harness puts a proxy on every
+/// member-to-member connection this way without the members' advertised
+/// URLs changing. Release builds ignore it.
+fn test_route(url: &str) -> Option<String> {
+    #[cfg(debug_assertions)]
+    {
+        static ROUTES: std::sync::LazyLock<Vec<(String, String)>> = std::sync::LazyLock::new(|| {
+            let routes = std::env::var("RETCD_TEST_PEER_ROUTES").unwrap_or_default();
+            routes
+                .split(',')
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(from, to)| (format!("//{from}"), format!("//{to}")))
+                .collect()
+        });
+        return route_through(url, &ROUTES);
+    }
+    #[cfg(not(debug_assertions))]
+    {
+        let _ = url;
+        None
+    }
+}
+
+/// `url` with its authority replaced by the first route whose `//from`
+/// is that whole authority (":1238" must not match ":12380").
+#[cfg(debug_assertions)]
+fn route_through(url: &str, routes: &[(String, String)]) -> Option<String> {
+    routes.iter().find_map(|(from, to)| {
+        let (scheme, path) = url.split_once(from.as_str())?;
+        (path.is_empty() || path.starts_with('/')).then(|| format!("{scheme}{to}{path}"))
+    })
+}
+
 /// A transport error with its causes (tonic's own text is just
 /// "transport error"; the TLS reason is further down the chain).
 pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
@@ -103,4 +140,17 @@ fn chain(mut text: String, mut source: Option<&(dyn std::error::Error + 'static)
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_routes_replace_a_whole_authority_only() {
+        let routes = vec![("//127.0.0.1:1238".to_string(), "//127.0.0.1:5000".to_string())];
+        assert_eq!(route_through("http://127.0.0.1:1238", &routes).as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(route_through("https://127.0.0.1:1238/x", &routes).as_deref(), Some("https://127.0.0.1:5000/x"));
+        assert_eq!(route_through("http://127.0.0.1:12380", &routes), None);
+    }
 }

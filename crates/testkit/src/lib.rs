@@ -398,6 +398,8 @@ pub struct Cluster {
     pub peer_scheme: String,
     /// Flags for one member only (by index), after `extra_args`.
     pub member_args: Vec<Vec<String>>,
+    /// Environment variables for one member only (by index).
+    pub member_env: Vec<Vec<(String, String)>>,
 }
 
 impl Cluster {
@@ -430,6 +432,7 @@ impl Cluster {
             dir,
             peer_scheme: "http".into(),
             member_args: vec![Vec::new(); size],
+            member_env: vec![Vec::new(); size],
         }
     }
 
@@ -499,6 +502,9 @@ impl Cluster {
         cmd.arg("--initial-cluster-token").arg(&self.token).args(&self.extra_args);
         if let Some(own) = self.member_args.get(i) {
             cmd.args(own);
+        }
+        if let Some(env) = self.member_env.get(i) {
+            cmd.envs(env.iter().map(|(k, v)| (k, v)));
         }
         m.child = Some(spawn_logged(&mut cmd, &m.log));
     }
