@@ -155,9 +155,9 @@ impl KvStore {
     /// under the index lock): `opts.rev` 0 reads at `cur`, a later one is a
     /// future revision, and the result's `rev` is `cur`, so a response's
     /// header revision is the revision its data was read at. Readers that
-    /// pinned [`KvStore::rev`] earlier and write transactions (their own read
-    /// revision) pass it here. A `cur` past the current revision reads at the
-    /// current one.
+    /// pinned [`KvStore::rev`] earlier pass it here, and so do write
+    /// transactions, whose read revision is one past the store's once they
+    /// have changes of their own (those are already in the index).
     pub fn range_at(
         &self,
         key: &[u8],
@@ -172,8 +172,7 @@ impl KvStore {
         };
         let (revs, count, cur, at) = {
             let idx = self.index.read();
-            let now = self.current_rev.load(Ordering::Acquire);
-            let cur = cur.map_or(now, |c| c.min(now));
+            let cur = cur.unwrap_or_else(|| self.current_rev.load(Ordering::Acquire));
             let at = read_rev(opts.rev, cur, self.compact_rev.load(Ordering::Acquire))?;
             let (revs, count) = idx.revisions(KeyRange::new(key, end), at, max);
             (revs, count, cur, at)
