@@ -119,6 +119,8 @@ pub struct Etcd {
     serve_tasks: Vec<tokio::task::JoinHandle<()>>,
     /// `--max-concurrent-streams` of every HTTP/2 connection served.
     max_concurrent_streams: u32,
+    /// `--election-timeout`: how long a stopping leader waits for a successor.
+    election_timeout: Duration,
 }
 
 /// A URL to listen on: its address and whether it is `https`.
@@ -420,6 +422,7 @@ impl Etcd {
             shutdown_tx: Vec::new(),
             serve_tasks: Vec::new(),
             max_concurrent_streams: cfg.max_concurrent_streams,
+            election_timeout: Duration::from_millis(cfg.election_timeout),
         };
         for url in peer_addrs {
             let service = PeerService {
@@ -547,6 +550,7 @@ impl Etcd {
     /// Graceful stop: stop serving, stop raft, let the apply thread finish,
     /// then commit the backend.
     pub async fn stop(mut self) {
+        self.hand_off_leadership().await;
         for tx in self.shutdown_tx.drain(..) {
             let _ = tx.send(());
         }
@@ -573,6 +577,30 @@ impl Etcd {
         })
         .await;
         tracing::info!("stopped");
+    }
+}
+
+impl Etcd {
+    /// A leader that stops hands leadership over first and waits (at most an
+    /// election timeout, as the transfer itself) until another member leads,
+    /// as etcd's graceful stop: the cluster then has a leader at once rather
+    /// than after its followers' election timeouts.
+    async fn hand_off_leadership(&self) {
+        let s = &self.server;
+        let (started, reply) = oneshot::channel();
+        if !s.raft.is_leader() || s.raft_tx.send(raft::RaftInput::HandOffLeadership(started)).is_err() {
+            return;
+        }
+        if !reply.await.unwrap_or(false) {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + self.election_timeout;
+        while s.raft.leader() == s.settings.member_id && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if s.raft.leader() == s.settings.member_id {
+            tracing::warn!("stopping as leader: no member took over within the election timeout");
+        }
     }
 }
 

@@ -98,7 +98,7 @@ fn test_route(url: &str) -> Option<String> {
                 .map(|(from, to)| (format!("//{from}"), format!("//{to}")))
                 .collect()
         });
-        return route_through(url, &ROUTES);
+        route_through(url, &ROUTES)
     }
     #[cfg(not(debug_assertions))]
     {

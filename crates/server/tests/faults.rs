@@ -7,7 +7,8 @@
 //!
 //! `RETCD_FAULTS_SECS` sets how long faults are injected (default 25: the
 //! CI run); `RETCD_FAULTS_SEED` replays a run's choices of faults and ops
-//! (the seed is printed). The negative control shows the checker is not
+//! (the seed is printed); `RETCD_FAULTS_BIN` runs another `retcd` binary
+//! (a copy, for a soak run while the tree is rebuilt). The negative control shows the checker is not
 //! vacuous: serializable reads on a partitioned member must fail it.
 
 #![allow(clippy::unwrap_used)]
@@ -65,7 +66,8 @@ struct Harness {
 impl Harness {
     fn start() -> Harness {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
-        let mut cluster = Cluster::new(env!("CARGO_BIN_EXE_retcd").as_ref(), MEMBERS, &[]);
+        let binary = std::env::var("RETCD_FAULTS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_retcd").into());
+        let mut cluster = Cluster::new(binary.as_ref(), MEMBERS, &[]);
         let targets: Vec<_> =
             cluster.members.iter().map(|m| ([127, 0, 0, 1], m.peer_port).into()).collect::<Vec<std::net::SocketAddr>>();
         let mesh = Arc::new(rt.block_on(ProxyMesh::start(&targets)).unwrap());

@@ -125,18 +125,7 @@ impl Server {
 
     /// SIGTERM and wait (bounded) for a graceful exit; returns its status code.
     pub fn terminate(&mut self) -> Option<i32> {
-        let mut c = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = c.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-        None
+        terminate_and_wait(&mut self.child)
     }
 
     /// Runs `etcdctl` (v3 API) against this server.
@@ -311,6 +300,24 @@ pub fn kill_and_wait(child: &mut Option<Child>) {
     }
 }
 
+/// SIGTERM the child, if any, and wait (at most 20 s, then SIGKILL) for it
+/// to exit; returns its status code (None if it had to be killed). Leaves
+/// None behind.
+pub fn terminate_and_wait(child: &mut Option<Child>) -> Option<i32> {
+    let mut c = child.take()?;
+    let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = c.try_wait() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+    None
+}
+
 /// One member of a [`Cluster`]: a retcd process with its own ports and data dir.
 pub struct Member {
     pub name: String,
@@ -340,6 +347,11 @@ impl Member {
 
     pub fn kill9(&mut self) {
         kill_and_wait(&mut self.child);
+    }
+
+    /// SIGTERM and wait (bounded) for a graceful exit; returns its status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        terminate_and_wait(&mut self.child)
     }
 
     pub fn is_running(&self) -> bool {

@@ -68,6 +68,10 @@ pub enum RaftInput {
     PeerUrls { id: u64, urls: Vec<String> },
     /// Hand leadership to another voter (MoveLeader).
     TransferLeader(u64),
+    /// The leader is stopping: hand leadership to the most up-to-date
+    /// voter, so the cluster does not wait an election timeout for a new
+    /// one. Answers whether a transfer started.
+    HandOffLeadership(oneshot::Sender<bool>),
 }
 
 /// Work for the apply thread, in log order.
@@ -314,6 +318,14 @@ impl RaftNode {
                 let _ = done.send(cs);
             }
             RaftInput::TransferLeader(target) => self.node.transfer_leader(target),
+            RaftInput::HandOffLeadership(started) => {
+                let target = self.hand_off_target();
+                if let Some(target) = target {
+                    tracing::info!("stopping: handing leadership to {target:x}");
+                    self.node.transfer_leader(target);
+                }
+                let _ = started.send(target.is_some());
+            }
             RaftInput::PeerUrls { id, urls } => {
                 self.transport.set_peer(id, urls, raft::eraftpb::ConfChangeType::AddNode)
             }
@@ -462,6 +474,21 @@ impl RaftNode {
                 let _ = tx.send(Ok(index));
             }
         }
+    }
+
+    /// On the leader: the voter (not this member) whose log matches the
+    /// furthest among those heard from recently (etcd picks its longest
+    /// connected peer; the most caught-up one takes over soonest).
+    fn hand_off_target(&self) -> Option<u64> {
+        if self.node.raft.state != StateRole::Leader {
+            return None;
+        }
+        let prs = self.node.raft.prs();
+        let voters = prs.conf().voters().ids();
+        prs.iter()
+            .filter(|(id, pr)| **id != self.settings.id && voters.contains(**id) && pr.recent_active)
+            .max_by_key(|(_, pr)| pr.matched)
+            .map(|(id, _)| *id)
     }
 
     fn send(&mut self, msgs: Vec<Message>) {
