@@ -32,6 +32,7 @@
 //! ignored: it never returned to its caller.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -541,15 +542,17 @@ impl Model {
 
     /// The live view as a tree (path relative to the root -> entry).
     pub fn live_tree(&self) -> Result<BTreeMap<PathBuf, Entry>, PowerlossError> {
-        self.tree(false)
+        Ok(self.walk(false)?.into_iter().map(|(p, c)| (p, c.map_or(Entry::Dir, |c| Entry::File(c.to_vec())))).collect())
     }
 
     /// The durable view as a tree.
     pub fn durable_tree(&self) -> Result<BTreeMap<PathBuf, Entry>, PowerlossError> {
-        self.tree(true)
+        Ok(self.walk(true)?.into_iter().map(|(p, c)| (p, c.map_or(Entry::Dir, |c| Entry::File(c.to_vec())))).collect())
     }
 
-    fn tree(&self, durable: bool) -> Result<BTreeMap<PathBuf, Entry>, PowerlossError> {
+    /// Every path of one view, sorted, with its content (None for a
+    /// directory), borrowed: a WAL segment is tens of MiB.
+    fn walk(&self, durable: bool) -> Result<BTreeMap<PathBuf, Option<&[u8]>>, PowerlossError> {
         let mut out = BTreeMap::new();
         let mut stack = vec![(PathBuf::new(), self.root, 0usize)];
         while let Some((path, key, depth)) = stack.pop() {
@@ -562,14 +565,14 @@ impl Model {
                 .ok_or_else(|| PowerlossError::Other(format!("{}: inode {key:?} missing", path.display())))?;
             match node {
                 Node::File { live, durable: d, .. } => {
-                    out.insert(path, Entry::File(if durable { d.clone() } else { live.clone() }));
+                    out.insert(path, Some(if durable { d.as_slice() } else { live.as_slice() }));
                 }
                 Node::Dir { live, durable: d, .. } => {
                     for (name, child) in if durable { d } else { live } {
                         stack.push((path.join(name), *child, depth + 1));
                     }
                     if !path.as_os_str().is_empty() {
-                        out.insert(path, Entry::Dir);
+                        out.insert(path, None);
                     }
                 }
             }
@@ -580,18 +583,25 @@ impl Model {
     /// Checks that the live view equals `dir` as it is now (after the
     /// process died): the proof that the journal holds every mutation.
     pub fn check_live(&self, dir: &Path) -> Result<(), PowerlossError> {
-        let want = self.live_tree()?;
-        let got = scan_tree(dir)?;
+        let want = self.walk(false)?;
+        let on_disk = scan_names(dir)?;
         let mut problems = Vec::new();
-        for (path, entry) in &want {
-            match got.get(path) {
-                None => problems.push(format!("{} is in the model only", path.display())),
-                Some(g) if g != entry => problems.push(describe_difference(path, entry, g)),
-                Some(_) => {}
+        for (rel, content) in &want {
+            let path = dir.join(rel);
+            match (content, on_disk.get(rel)) {
+                (_, None) => problems.push(format!("{} is in the model only", rel.display())),
+                (None, Some(true)) => {}
+                (Some(want), Some(false)) => {
+                    let got = std::fs::read(&path).map_err(io_err(&path))?;
+                    if got != *want {
+                        problems.push(describe_difference(rel, want, &got));
+                    }
+                }
+                _ => problems.push(format!("{}: a file in one and a directory in the other", rel.display())),
             }
         }
-        for path in got.keys().filter(|p| !want.contains_key(*p)) {
-            problems.push(format!("{} is on disk only", path.display()));
+        for rel in on_disk.keys().filter(|p| !want.contains_key(*p)) {
+            problems.push(format!("{} is on disk only", rel.display()));
         }
         if problems.is_empty() {
             Ok(())
@@ -600,38 +610,41 @@ impl Model {
         }
     }
 
-    /// Writes the durable view into `to` (which must not exist yet).
+    /// Writes the durable view into `to` (which must not exist yet). Runs of
+    /// zeros at the end of a file (a preallocated WAL segment) are left as
+    /// a hole.
     pub fn write_durable(&self, to: &Path) -> Result<(), PowerlossError> {
         std::fs::create_dir(to).map_err(io_err(to))?;
         // BTreeMap order puts a directory before everything inside it.
-        for (rel, entry) in self.durable_tree()? {
+        for (rel, content) in self.walk(true)? {
             let path = to.join(&rel);
-            match entry {
-                Entry::Dir => std::fs::create_dir(&path).map_err(io_err(&path))?,
-                Entry::File(content) => std::fs::write(&path, content).map_err(io_err(&path))?,
+            match content {
+                None => std::fs::create_dir(&path).map_err(io_err(&path))?,
+                Some(content) => {
+                    let used = content.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+                    let mut f = std::fs::File::create(&path).map_err(io_err(&path))?;
+                    f.write_all(&content[..used]).map_err(io_err(&path))?;
+                    f.set_len(content.len() as u64).map_err(io_err(&path))?;
+                }
             }
         }
         Ok(())
     }
 }
 
-fn describe_difference(path: &Path, want: &Entry, got: &Entry) -> String {
-    match (want, got) {
-        (Entry::File(w), Entry::File(g)) => {
-            let first = w.iter().zip(g.iter()).position(|(a, b)| a != b).unwrap_or(w.len().min(g.len()));
-            format!(
-                "{}: model has {} bytes, disk {} bytes, first difference at byte {first}",
-                path.display(),
-                w.len(),
-                g.len()
-            )
-        }
-        _ => format!("{}: a file in one and a directory in the other", path.display()),
-    }
+fn describe_difference(path: &Path, want: &[u8], got: &[u8]) -> String {
+    let first = want.iter().zip(got.iter()).position(|(a, b)| a != b).unwrap_or(want.len().min(got.len()));
+    format!(
+        "{}: model has {} bytes, disk {} bytes, first difference at byte {first}",
+        path.display(),
+        want.len(),
+        got.len()
+    )
 }
 
-/// Every file and directory under `dir` (relative paths; `dir` itself left out).
-pub fn scan_tree(dir: &Path) -> Result<BTreeMap<PathBuf, Entry>, PowerlossError> {
+/// The paths under `dir` (relative, `dir` itself left out) and whether each
+/// is a directory.
+fn scan_names(dir: &Path) -> Result<BTreeMap<PathBuf, bool>, PowerlossError> {
     let mut out = BTreeMap::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
@@ -639,15 +652,28 @@ pub fn scan_tree(dir: &Path) -> Result<BTreeMap<PathBuf, Entry>, PowerlossError>
         for dirent in std::fs::read_dir(&path).map_err(io_err(&path))? {
             let dirent = dirent.map_err(io_err(&path))?;
             let child = rel.join(dirent.file_name());
-            let kind = dirent.file_type().map_err(io_err(&path))?;
-            if kind.is_dir() {
-                out.insert(child.clone(), Entry::Dir);
-                stack.push(child);
-            } else {
-                let full = dir.join(&child);
-                out.insert(child, Entry::File(std::fs::read(&full).map_err(io_err(&full))?));
+            let is_dir = dirent.file_type().map_err(io_err(&path))?.is_dir();
+            if is_dir {
+                stack.push(child.clone());
             }
+            out.insert(child, is_dir);
         }
+    }
+    Ok(out)
+}
+
+/// Every file and directory under `dir` (relative paths; `dir` itself left
+/// out), with the files' contents.
+pub fn scan_tree(dir: &Path) -> Result<BTreeMap<PathBuf, Entry>, PowerlossError> {
+    let mut out = BTreeMap::new();
+    for (rel, is_dir) in scan_names(dir)? {
+        let entry = if is_dir {
+            Entry::Dir
+        } else {
+            let path = dir.join(&rel);
+            Entry::File(std::fs::read(&path).map_err(io_err(&path))?)
+        };
+        out.insert(rel, entry);
     }
     Ok(out)
 }

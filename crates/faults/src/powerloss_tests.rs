@@ -346,6 +346,14 @@ fn the_shim_journals_what_coreutils_do() {
         model.durable_tree().unwrap(),
         tree(&[("d", Entry::Dir), ("d/a", file(b"synced")), ("d/b.tmp", file(b"tmp"))])
     );
+
+    // A change the journal does not explain is caught.
+    std::fs::write(data.join("d/a"), b"changed behind the shim's back").unwrap();
+    let err = model.check_live(&data).unwrap_err().to_string();
+    assert!(err.contains("d/a: model has 15 bytes"), "{err}");
+    std::fs::write(data.join("stray"), b"").unwrap();
+    let err = model.check_live(&data).unwrap_err().to_string();
+    assert!(err.contains("stray is on disk only"), "{err}");
 }
 
 fn which(program: &str) -> Option<PathBuf> {
