@@ -32,7 +32,7 @@
 //! ignored: it never returned to its caller.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -270,18 +270,68 @@ enum DataOp {
 }
 
 impl DataOp {
-    fn apply(&self, content: &mut Vec<u8>) {
+    fn apply(&self, content: &mut Content) {
         match self {
             DataOp::Write { offset, data } => {
                 let start = usize::try_from(*offset).unwrap_or(usize::MAX);
                 let end = start.saturating_add(data.len());
-                if content.len() < end {
-                    content.resize(end, 0);
+                if content.bytes.len() < end {
+                    content.bytes.resize(end, 0);
                 }
-                content[start..end].copy_from_slice(data);
+                content.bytes[start..end].copy_from_slice(data);
+                content.len = content.len.max(end as u64);
             }
-            DataOp::Resize(size) => content.resize(usize::try_from(*size).unwrap_or(usize::MAX), 0),
+            DataOp::Resize(size) => {
+                content.bytes.truncate(usize::try_from(*size).unwrap_or(usize::MAX));
+                content.len = *size;
+            }
         }
+    }
+}
+
+/// A file's content: `bytes`, then zeros up to `len`. WAL segments are
+/// preallocated to 64 MiB and mostly zeros; this keeps them small.
+#[derive(Clone, Debug, Default)]
+struct Content {
+    bytes: Vec<u8>,
+    len: u64,
+}
+
+impl Content {
+    /// Reads a file, leaving its zero tail out of `bytes`.
+    fn read(path: &Path) -> Result<Content, PowerlossError> {
+        let mut f = std::fs::File::open(path).map_err(io_err(path))?;
+        let mut content = Content::default();
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut chunk).map_err(io_err(path))?;
+            if n == 0 {
+                break;
+            }
+            let part = &chunk[..n];
+            if part.iter().any(|b| *b != 0) {
+                content.bytes.resize(usize::try_from(content.len).unwrap_or(usize::MAX), 0);
+                content.bytes.extend_from_slice(part);
+            }
+            content.len += n as u64;
+        }
+        let used = content.bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+        content.bytes.truncate(used);
+        Ok(content)
+    }
+
+    /// The same bytes: `bytes` may or may not hold part of the zero tail.
+    fn same(&self, other: &Content) -> bool {
+        fn trimmed(b: &[u8]) -> &[u8] {
+            &b[..b.iter().rposition(|x| *x != 0).map_or(0, |i| i + 1)]
+        }
+        self.len == other.len && trimmed(&self.bytes) == trimmed(&other.bytes)
+    }
+
+    fn to_vec(&self) -> Vec<u8> {
+        let mut v = self.bytes.clone();
+        v.resize(usize::try_from(self.len).unwrap_or(usize::MAX), 0);
+        v
     }
 }
 
@@ -312,7 +362,7 @@ impl EntryOp {
 
 #[derive(Clone, Debug)]
 enum Node {
-    File { live: Vec<u8>, durable: Vec<u8>, pending: Vec<(u64, DataOp)> },
+    File { live: Content, durable: Content, pending: Vec<(u64, DataOp)> },
     Dir { live: BTreeMap<String, Key>, durable: BTreeMap<String, Key>, pending: Vec<(u64, EntryOp)> },
 }
 
@@ -397,7 +447,7 @@ impl Model {
             }
             Node::Dir { live: entries.clone(), durable: entries, pending: Vec::new() }
         } else if meta.is_file() {
-            let content = std::fs::read(path).map_err(io_err(path))?;
+            let content = Content::read(path)?;
             Node::File { live: content.clone(), durable: content, pending: Vec::new() }
         } else {
             return Err(PowerlossError::Other(format!("{}: neither a file nor a directory", path.display())));
@@ -494,8 +544,10 @@ impl Model {
             Op::Resize { ino, size } => self.data_op(*ino, seq, DataOp::Resize(*size))?,
             Op::Create { parent, name, ino } => {
                 stats.namespace_ops += 1;
-                let key =
-                    self.new_node(*ino, Node::File { live: Vec::new(), durable: Vec::new(), pending: Vec::new() });
+                let key = self.new_node(
+                    *ino,
+                    Node::File { live: Content::default(), durable: Content::default(), pending: Vec::new() },
+                );
                 self.entry_op(*parent, seq, EntryOp::Link(name.clone(), key))?;
             }
             Op::Mkdir { parent, name, ino } => {
@@ -552,7 +604,7 @@ impl Model {
 
     /// Every path of one view, sorted, with its content (None for a
     /// directory), borrowed: a WAL segment is tens of MiB.
-    fn walk(&self, durable: bool) -> Result<BTreeMap<PathBuf, Option<&[u8]>>, PowerlossError> {
+    fn walk(&self, durable: bool) -> Result<BTreeMap<PathBuf, Option<&Content>>, PowerlossError> {
         let mut out = BTreeMap::new();
         let mut stack = vec![(PathBuf::new(), self.root, 0usize)];
         while let Some((path, key, depth)) = stack.pop() {
@@ -565,7 +617,7 @@ impl Model {
                 .ok_or_else(|| PowerlossError::Other(format!("{}: inode {key:?} missing", path.display())))?;
             match node {
                 Node::File { live, durable: d, .. } => {
-                    out.insert(path, Some(if durable { d.as_slice() } else { live.as_slice() }));
+                    out.insert(path, Some(if durable { d } else { live }));
                 }
                 Node::Dir { live, durable: d, .. } => {
                     for (name, child) in if durable { d } else { live } {
@@ -592,8 +644,8 @@ impl Model {
                 (_, None) => problems.push(format!("{} is in the model only", rel.display())),
                 (None, Some(true)) => {}
                 (Some(want), Some(false)) => {
-                    let got = std::fs::read(&path).map_err(io_err(&path))?;
-                    if got != *want {
+                    let got = Content::read(&path)?;
+                    if !got.same(want) {
                         problems.push(describe_difference(rel, want, &got));
                     }
                 }
@@ -621,10 +673,9 @@ impl Model {
             match content {
                 None => std::fs::create_dir(&path).map_err(io_err(&path))?,
                 Some(content) => {
-                    let used = content.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
                     let mut f = std::fs::File::create(&path).map_err(io_err(&path))?;
-                    f.write_all(&content[..used]).map_err(io_err(&path))?;
-                    f.set_len(content.len() as u64).map_err(io_err(&path))?;
+                    f.write_all(&content.bytes).map_err(io_err(&path))?;
+                    f.set_len(content.len).map_err(io_err(&path))?;
                 }
             }
         }
@@ -632,13 +683,14 @@ impl Model {
     }
 }
 
-fn describe_difference(path: &Path, want: &[u8], got: &[u8]) -> String {
-    let first = want.iter().zip(got.iter()).position(|(a, b)| a != b).unwrap_or(want.len().min(got.len()));
+fn describe_difference(path: &Path, want: &Content, got: &Content) -> String {
+    let (w, g) = (&want.bytes, &got.bytes);
+    let first = w.iter().zip(g.iter()).position(|(a, b)| a != b).unwrap_or(w.len().min(g.len()));
     format!(
         "{}: model has {} bytes, disk {} bytes, first difference at byte {first}",
         path.display(),
-        want.len(),
-        got.len()
+        want.len,
+        got.len
     )
 }
 
@@ -667,12 +719,7 @@ fn scan_names(dir: &Path) -> Result<BTreeMap<PathBuf, bool>, PowerlossError> {
 pub fn scan_tree(dir: &Path) -> Result<BTreeMap<PathBuf, Entry>, PowerlossError> {
     let mut out = BTreeMap::new();
     for (rel, is_dir) in scan_names(dir)? {
-        let entry = if is_dir {
-            Entry::Dir
-        } else {
-            let path = dir.join(&rel);
-            Entry::File(std::fs::read(&path).map_err(io_err(&path))?)
-        };
+        let entry = if is_dir { Entry::Dir } else { Entry::File(std::fs::read(dir.join(&rel)).map_err(io_err(&rel))?) };
         out.insert(rel, entry);
     }
     Ok(out)

@@ -177,6 +177,26 @@ fn truncate_then_sync_and_growth_reads_as_zeros() {
 }
 
 #[test]
+fn the_live_check_sees_written_zeros_and_a_zero_tail_as_the_same_bytes() {
+    let (d, _, root) = empty();
+    let ino = {
+        std::fs::write(d.path().join("a"), b"x\0\0\0").unwrap();
+        std::fs::metadata(d.path().join("a")).unwrap().ino()
+    };
+    let mut m2 = Model::scan(d.path()).unwrap();
+    let mut w = Writer::new(root);
+    w.write(ino, 4, &[0, 0]);
+    w.resize(ino, 8);
+    m2.replay(&w.journal()).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(d.path().join("a")).unwrap();
+    f.set_len(8).unwrap();
+    m2.check_live(d.path()).unwrap();
+    assert_eq!(m2.durable_tree().unwrap(), tree(&[("a", file(b"x\0\0\0"))]));
+    std::fs::write(d.path().join("a"), b"x\0\0\0\0\0\0y").unwrap();
+    assert!(m2.check_live(d.path()).is_err());
+}
+
+#[test]
 fn overlapping_writes_apply_in_journal_order() {
     let (_d, mut m, root) = empty();
     let mut w = Writer::new(root);
