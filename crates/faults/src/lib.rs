@@ -6,8 +6,11 @@
 //! history: [`linearizability`] searches for a legal order per key, and
 //! [`checks`] holds the rules that use etcd's revisions (reads match the
 //! history at their header revision, watches see every event once).
+//! [`powerloss`] rebuilds what a member's data dir holds after a power loss
+//! (only what was fsynced) from a journal its `LD_PRELOAD` shim wrote.
 
 pub mod checks;
 pub mod history;
 pub mod linearizability;
+pub mod powerloss;
 pub mod proxy;

@@ -99,11 +99,29 @@ impl DataDir {
 
     fn create_dirs(&self) -> Result<(), StartError> {
         for d in [&self.root, &self.wal, &self.snap] {
-            std::fs::create_dir_all(d)
+            create_dir_durably(d)
                 .map_err(|e| StartError::DataDir { path: d.clone(), reason: format!("cannot create: {e}") })?;
         }
         Ok(())
     }
+}
+
+/// Creates `dir` and its missing parents, and fsyncs the parent of every
+/// directory it created. Without that, a power loss can drop the new
+/// `member` directory, and with it a WAL that acknowledged writes: a
+/// directory's entry is durable only once its parent is fsynced, and the
+/// WAL syncs only its own parent (`member`).
+fn create_dir_durably(dir: &Path) -> std::io::Result<()> {
+    let missing: Vec<PathBuf> =
+        dir.ancestors().take_while(|p| !p.as_os_str().is_empty() && !p.exists()).map(Path::to_path_buf).collect();
+    std::fs::create_dir_all(dir)?;
+    // Outermost first: each fsync makes one new entry durable in a directory
+    // whose own entry already is.
+    for created in missing.iter().rev() {
+        let parent = created.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// A running member.
