@@ -73,13 +73,45 @@ impl PeerDialer {
         connect_timeout: Duration,
         timeout: Option<Duration>,
     ) -> Result<Channel, String> {
-        let (mut endpoint, connector) = self.endpoint(url)?;
+        self.dial(url, connect_timeout, timeout).await.map_err(|e| e.text)
+    }
+
+    /// [`PeerDialer::connect`], telling a refused connection apart.
+    pub async fn dial(
+        &self,
+        url: &str,
+        connect_timeout: Duration,
+        timeout: Option<Duration>,
+    ) -> Result<Channel, DialError> {
+        let (mut endpoint, connector) = self.endpoint(url).map_err(|text| DialError { text, refused: false })?;
         endpoint = endpoint.connect_timeout(connect_timeout);
         if let Some(t) = timeout {
             endpoint = endpoint.timeout(t);
         }
-        endpoint.connect_with_connector(connector).await.map_err(|e| describe(&e))
+        endpoint
+            .connect_with_connector(connector)
+            .await
+            .map_err(|e| DialError { text: describe(&e), refused: is_refused(&e) })
     }
+}
+
+/// Why a dial failed.
+pub struct DialError {
+    pub text: String,
+    /// The address refused the connection: nothing listens there, so the
+    /// member's process is gone (a partition or a slow host times out instead).
+    pub refused: bool,
+}
+
+fn is_refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Debug builds only (the test profile): `RETCD_TEST_PEER_ROUTES` holds

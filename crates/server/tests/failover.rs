@@ -3,8 +3,9 @@
 //! signal to the first successful put through a surviving member.
 //!
 //! The CI run does one round of each and checks what does not depend on
-//! timing: writes resume, and a stopping leader hands leadership to a
-//! follower (its log names the member that then leads).
+//! timing: writes resume, a stopping leader hands leadership to a follower
+//! (its log names the member that then leads), and after kill -9 a
+//! survivor notices the refused connection and campaigns early.
 //! `RETCD_FAILOVER_ROUNDS=N` runs N rounds of each and prints the
 //! distributions; `RETCD_FAILOVER_BIN=/usr/bin/etcd` measures real etcd the
 //! same way (the hand-off check is retcd's log line, so it is skipped there).
@@ -123,6 +124,13 @@ async fn round(cluster: &mut Cluster, stop: Stop, retcd: bool) -> Duration {
             let line = format!("handing leadership to {new_id:x}");
             assert!(log.contains(&line), "the stopping leader {old_id:x} did not log {line:?}; log:\n{log}");
         }
+    }
+    // A follower whose dead leader's address refuses connections campaigns
+    // at once rather than after its election timeout.
+    if stop == Stop::Kill9 && retcd {
+        let line = format!("leader {old_id:x} refuses connections");
+        let logs: Vec<String> = survivors.iter().map(|&m| cluster.members[m].log_text()).collect();
+        assert!(logs.iter().any(|l| l.contains(&line)), "no survivor logged {line:?}; logs:\n{}", logs.join("\n"));
     }
     tokio::task::block_in_place(|| {
         cluster.spawn(old);

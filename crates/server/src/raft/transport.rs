@@ -142,7 +142,7 @@ impl PeerSender {
         let mut backoff = Duration::from_millis(50);
         let mut logged_down = false;
         loop {
-            match self.dialer.connect(&self.url, Duration::from_secs(1), None).await {
+            match self.dialer.dial(&self.url, Duration::from_secs(1), None).await {
                 Ok(channel) => {
                     if logged_down {
                         tracing::info!("peer {:x} ({}) is reachable again", self.to, self.url);
@@ -155,8 +155,11 @@ impl PeerSender {
                 }
                 Err(e) => {
                     if !logged_down {
-                        tracing::warn!("peer {:x} ({}) unreachable: {e}", self.to, self.url);
+                        tracing::warn!("peer {:x} ({}) unreachable: {}", self.to, self.url, e.text);
                         logged_down = true;
+                    }
+                    if e.refused && raft_tx.send(RaftInput::PeerGone(self.to)).is_err() {
+                        return;
                     }
                 }
             }
