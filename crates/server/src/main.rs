@@ -45,6 +45,8 @@ fn discovery_new(args: Vec<String>) -> i32 {
 }
 
 fn main() {
+    // Test builds only (the `failpoints` feature): arm FAILPOINTS first.
+    retcd_storage::failpoints::setup();
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("discovery") {
         if args.get(2).map(String::as_str) != Some("new") {

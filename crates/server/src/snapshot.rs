@@ -52,6 +52,7 @@ pub fn dump(backend: &Backend) -> Result<SnapshotData, SnapshotError> {
 
 /// Replaces the whole backend (and the store's index) with `data`.
 pub fn install(backend: &Backend, kv: &KvStore, data: &SnapshotData) -> Result<(), SnapshotError> {
+    retcd_storage::failpoints::crash_point("snapshot::before_install");
     kv.restore(|| {
         let mut old = Vec::new();
         for table in Table::ALL {
@@ -72,6 +73,7 @@ pub fn install(backend: &Backend, kv: &KvStore, data: &SnapshotData) -> Result<(
         Ok(())
     })?;
     backend.commit()?;
+    retcd_storage::failpoints::crash_point("snapshot::after_install");
     Ok(())
 }
 

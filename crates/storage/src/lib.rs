@@ -14,6 +14,7 @@
 
 pub mod backend;
 pub mod backup;
+pub mod failpoints;
 pub mod mvcc;
 pub mod snap;
 pub mod wal;

@@ -501,7 +501,9 @@ impl Backend {
         // No lock is held while redb writes and fsyncs: readers see the batch
         // as the committing buffer, writers stage into a fresh buffer.
         let started = std::time::Instant::now();
+        crate::failpoints::crash_point("backend::before_commit");
         let result = self.write_batch(&batch).and_then(|()| Snapshot::open(&self.db.read()));
+        crate::failpoints::crash_point("backend::after_commit");
         if let (Ok(_), Some(observe)) = (&result, self.commit_observer.get()) {
             observe(started.elapsed());
         }
@@ -655,10 +657,12 @@ impl Backend {
                 return Err(e);
             }
         };
+        crate::failpoints::crash_point("defrag::before_swap");
         std::fs::rename(&target_path, &self.path).map_err(db_err)?;
         if let Some(dir) = self.path.parent() {
             File::open(dir).and_then(|d| d.sync_all()).map_err(db_err)?;
         }
+        crate::failpoints::crash_point("defrag::after_swap");
         let snapshot = Snapshot::open(&target)?;
         let old_db = std::mem::replace(&mut *self.db.write(), target);
         let old_snapshot = std::mem::replace(&mut self.state.write().snapshot, Arc::new(snapshot));

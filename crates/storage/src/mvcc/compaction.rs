@@ -23,6 +23,7 @@ impl Compaction {
     /// in the order they were scheduled if run in that order.
     pub fn run(self) -> Result<(), MvccError> {
         let _serial = self.lock.lock();
+        crate::failpoints::crash_point("compact::before_delete");
         let end = Revision::new(self.rev.saturating_add(1), 0).to_bytes();
         let mut from: Vec<u8> = Vec::new();
         let mut deleted = 0usize;
@@ -45,6 +46,10 @@ impl Compaction {
             if keys.len() < BATCH {
                 btx.put(Table::Meta, FINISHED_COMPACT_KEY, &Revision::new(self.rev, 0).to_bytes());
                 tracing::info!(rev = self.rev, deleted, "finished scheduled compaction");
+                drop(btx);
+                // The deletions and the finished mark are staged, not yet
+                // committed: the backend's next batch commit carries them.
+                crate::failpoints::crash_point("compact::after_delete");
                 return Ok(());
             }
             // Continue right after the last key seen.

@@ -263,6 +263,7 @@ impl KvStore {
             cursor = self.index.write().compact_chunk(rev, Some(&c), INDEX_COMPACT_CHUNK, &mut keep);
         }
         btx.put(Table::Meta, SCHEDULED_COMPACT_KEY, &Revision::new(rev, 0).to_bytes());
+        crate::failpoints::crash_point("compact::after_index");
         Ok(Compaction { backend: Arc::clone(&self.backend), rev, keep, lock: Arc::clone(&self.compaction_lock) })
     }
 

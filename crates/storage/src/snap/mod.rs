@@ -111,6 +111,7 @@ impl Snapshotter {
         let name = snap_name(term, index);
         let path = self.dir.join(&name);
         let tmp = self.dir.join(format!("{name}.tmp"));
+        crate::failpoints::crash_point("snap::before_save");
         let body = snap.encode_to_vec();
         let mut contents = Vec::with_capacity(CRC_LEN + body.len());
         contents.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
@@ -121,7 +122,9 @@ impl Snapshotter {
         f.sync_all().map_err(io_err(&tmp))?;
         drop(f);
         fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        sync_dir(&self.dir)
+        sync_dir(&self.dir)?;
+        crate::failpoints::crash_point("snap::after_save");
+        Ok(())
     }
 
     /// The newest snapshot that passes its CRC check; a corrupt newer file is

@@ -455,7 +455,15 @@ impl Wal {
     }
 
     fn write_then(&mut self, bytes: &[u8], sync: bool) -> Result<(), WalError> {
-        let res = self.tail.write_all(bytes).and_then(|()| if sync { self.tail.sync_data() } else { Ok(()) });
+        let res = self.tail.write_all(bytes).and_then(|()| {
+            if !sync {
+                return Ok(());
+            }
+            crate::failpoints::crash_point("wal::before_fsync");
+            self.tail.sync_data()?;
+            crate::failpoints::crash_point("wal::after_fsync");
+            Ok(())
+        });
         match res {
             Ok(()) => {
                 self.tail_len += bytes.len() as u64;
