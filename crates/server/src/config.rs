@@ -462,7 +462,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "h" => value * 3600.0,
             _ => return Err(bad()),
         };
-        total += Duration::from_secs_f64(secs);
+        // Out of range (e.g. "1e300h" or a sum past u64 seconds) is bad
+        // input, never a panic.
+        let part = Duration::try_from_secs_f64(secs).map_err(|_| bad())?;
+        total = total.checked_add(part).ok_or_else(bad)?;
         rest = tail;
     }
     Ok(total)
@@ -523,6 +526,9 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("x").is_err());
+        // Values past Duration's range are refused, not a panic.
+        assert!(parse_duration("99999999999999999999999h").is_err());
+        assert!(parse_duration("5124095576030431h5124095576030431h").is_err());
     }
 
     #[test]
