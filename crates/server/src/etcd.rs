@@ -596,9 +596,7 @@ impl Etcd {
         .await;
         tracing::info!("stopped");
     }
-}
 
-impl Etcd {
     /// A leader that stops hands leadership over first and waits (at most an
     /// election timeout, as the transfer itself) until another member leads,
     /// as etcd's graceful stop: the cluster then has a leader at once rather

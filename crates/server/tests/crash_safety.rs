@@ -65,15 +65,6 @@ fn range_req(key: &str, end: &str) -> RangeRequest {
     RangeRequest { key: key.as_bytes().to_vec(), range_end: end.as_bytes().to_vec(), ..Default::default() }
 }
 
-fn seed() -> u64 {
-    let seed = match std::env::var("RETCD_CRASH_SEED") {
-        Ok(s) => s.parse().unwrap(),
-        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
-    };
-    eprintln!("seed {seed} (rerun with RETCD_CRASH_SEED={seed})");
-    seed
-}
-
 /// What clients were told, and what has been observed after restarts.
 #[derive(Default)]
 struct Model {
@@ -314,7 +305,7 @@ fn restart(server: &mut Server, args: &[&str]) -> Duration {
 #[tokio::test(flavor = "multi_thread")]
 async fn acknowledged_writes_survive_sigkill() {
     let started = Instant::now();
-    let mut rng = StdRng::seed_from_u64(seed());
+    let mut rng = StdRng::seed_from_u64(retcd_testkit::seed_from_env("RETCD_CRASH_SEED"));
     let snapshot_args: &[&str] = &["--snapshot-count", "50", "--max-snapshots", "2"];
     let mut server = Server::start(Kind::Retcd, RETCD.as_ref(), snapshot_args);
     let model = Arc::new(Mutex::new(Model::default()));
@@ -773,7 +764,7 @@ async fn check_backend_refused(server: &mut Server, what: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn garbage_backend_is_refused_untouched() {
-    let mut rng = StdRng::seed_from_u64(seed());
+    let mut rng = StdRng::seed_from_u64(retcd_testkit::seed_from_env("RETCD_CRASH_SEED"));
     let mut server = stopped_retcd_with_data(&[]).await;
     let db = server.data_dir().join("member/retcd.db");
     let len = std::fs::metadata(&db).unwrap().len() as usize;

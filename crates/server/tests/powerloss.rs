@@ -254,15 +254,6 @@ fn listing(dir: &Path, rel: &Path) -> Vec<String> {
     out
 }
 
-fn seed() -> u64 {
-    let seed = match std::env::var("RETCD_POWERLOSS_SEED") {
-        Ok(s) => s.parse().unwrap(),
-        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
-    };
-    eprintln!("seed {seed} (rerun with RETCD_POWERLOSS_SEED={seed})");
-    seed
-}
-
 fn rounds() -> usize {
     std::env::var("RETCD_POWERLOSS_ROUNDS").map_or(3, |s| s.parse().unwrap())
 }
@@ -325,7 +316,7 @@ async fn verify(run: &Run, acked: &Acked, round: usize) -> i64 {
 async fn power_loss_rounds(size: usize) {
     let Some(mut run) = Run::new(size) else { return };
     let started = Instant::now();
-    let mut rng = StdRng::seed_from_u64(seed());
+    let mut rng = StdRng::seed_from_u64(retcd_testkit::seed_from_env("RETCD_POWERLOSS_SEED"));
     let acked = Arc::new(Mutex::new(Acked::new()));
     let rounds = rounds();
     for round in 0..rounds {

@@ -300,6 +300,17 @@ pub fn kill_and_wait(child: &mut Option<Child>) {
     }
 }
 
+/// A test's random seed: the value of the environment variable `var` if
+/// set (a replay), else one from the clock; printed with how to replay it.
+pub fn seed_from_env(var: &str) -> u64 {
+    let seed = match std::env::var(var) {
+        Ok(s) => s.parse().unwrap(),
+        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
+    };
+    eprintln!("seed {seed} (rerun with {var}={seed})");
+    seed
+}
+
 /// SIGTERM the child, if any, and wait (at most 20 s, then SIGKILL) for it
 /// to exit; returns its status code (None if it had to be killed). Leaves
 /// None behind.
