@@ -622,21 +622,12 @@ async fn progress_requests() {
     .await;
 }
 
-fn retcd_has_flag(flag: &str) -> bool {
-    let out = std::process::Command::new(RETCD).arg("--help").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).contains(flag)
-}
-
 /// With --experimental-watch-progress-notify-interval, an idle watch created
 /// with progress_notify receives progress notifications (its own id, no
 /// events, the current revision); a watch without it receives none.
 #[tokio::test(flavor = "multi_thread")]
 async fn progress_notify_interval() {
     let flag = "--experimental-watch-progress-notify-interval";
-    if !retcd_has_flag(flag) {
-        eprintln!("skipping: retcd has no {flag} (progress requests are covered by progress_requests)");
-        return;
-    }
     on_both("progress notify", RETCD, &[flag, "500ms"], |ch| async move {
         let (mut ws, _) = Ws::open_with(&ch, WatchCreateRequest { progress_notify: true, ..wc("pn") }).await;
         assert_eq!(ws.create(wc("quiet")).await.watch_id, 1);

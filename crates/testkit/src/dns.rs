@@ -40,6 +40,19 @@ fn norm(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// A UDP socket and a TCP listener on the same free loopback port. The UDP
+/// port the kernel picks may already be taken for TCP by another test, so a
+/// few ports are tried.
+fn bind_udp_and_tcp() -> (UdpSocket, std::net::TcpListener) {
+    for _ in 0..50 {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        if let Ok(tcp) = std::net::TcpListener::bind(sock.local_addr().unwrap()) {
+            return (sock, tcp);
+        }
+    }
+    panic!("no loopback port free for both UDP and TCP after 50 tries");
+}
+
 impl DnsServer {
     pub fn start(records: Vec<Record>) -> DnsServer {
         DnsServer::start_with(records, false)
@@ -49,10 +62,9 @@ impl DnsServer {
     /// the full answers are served over TCP on the same port (as a server
     /// does when an answer does not fit a datagram).
     pub fn start_with(records: Vec<Record>, truncate_udp: bool) -> DnsServer {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (sock, tcp) = bind_udp_and_tcp();
         sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
         let addr = sock.local_addr().unwrap();
-        let tcp = std::net::TcpListener::bind(addr).unwrap();
         tcp.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let queries = Arc::new(AtomicUsize::new(0));
