@@ -5,6 +5,8 @@
 //! They are siblings at the crate root because the generated `etcdserverpb`
 //! code refers to `super::mvccpb` and `super::authpb`.
 
+pub mod duration;
+
 /// The etcd v3 client API: `KV`, `Watch`, `Lease`, `Cluster`, `Maintenance`
 /// and `Auth` services (clients and servers) and their messages.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]

@@ -17,46 +17,8 @@ pub fn go_bool(s: &str) -> Result<bool, String> {
     }
 }
 
-/// Go's `time.ParseDuration` ("5s", "1m30s", "1.5h", "300ms", "0").
-pub fn go_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("time: invalid duration \"{s}\"");
-    let (neg, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        if num_len == 0 {
-            return Err(bad());
-        }
-        let value: f64 = rest[..num_len].parse().map_err(|_| bad())?;
-        rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "" => return Err(format!("time: missing unit in duration \"{s}\"")),
-            u => return Err(format!("time: unknown unit \"{u}\" in duration \"{s}\"")),
-        };
-        rest = &rest[unit_len..];
-        total += value * unit;
-    }
-    if neg {
-        return Ok(Duration::ZERO);
-    }
-    Duration::try_from_secs_f64(total).map_err(|_| bad())
-}
+/// Go's `time.ParseDuration` (see [`retcd_api::duration`]).
+pub use retcd_api::duration::parse_go_duration as go_duration;
 
 /// etcdctl: a simple command line client for etcd3 (retcd's edition).
 #[derive(Debug, Parser)]
@@ -597,16 +559,6 @@ pub struct DefragArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(go_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(go_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(go_duration("300ms"), Ok(Duration::from_millis(300)));
-        assert_eq!(go_duration("0"), Ok(Duration::ZERO));
-        assert_eq!(go_duration("x").unwrap_err(), "time: invalid duration \"x\"");
-        assert_eq!(go_duration("5").unwrap_err(), "time: missing unit in duration \"5\"");
-    }
 
     #[test]
     fn clap_definition_is_consistent() {

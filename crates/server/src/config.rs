@@ -438,37 +438,9 @@ impl Config {
     }
 }
 
-/// Parses a Go-style duration: a number followed by ns, us, ms, s, m or h
-/// (several may be combined, e.g. "1m30s").
+/// A duration flag, in Go's syntax (see [`retcd_api::duration`]).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?}");
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
-        let (num, tail) = rest.split_at(num_len);
-        let value: f64 = num.parse().map_err(|_| bad())?;
-        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let secs = match unit {
-            "ns" => value / 1e9,
-            "us" | "µs" => value / 1e6,
-            "ms" => value / 1e3,
-            "s" => value,
-            "m" => value * 60.0,
-            "h" => value * 3600.0,
-            _ => return Err(bad()),
-        };
-        // Out of range (e.g. "1e300h" or a sum past u64 seconds) is bad
-        // input, never a panic.
-        let part = Duration::try_from_secs_f64(secs).map_err(|_| bad())?;
-        total = total.checked_add(part).ok_or_else(bad)?;
-        rest = tail;
-    }
-    Ok(total)
+    retcd_api::duration::parse_go_duration(s)
 }
 
 /// Rewrites `-long-flag` to `--long-flag` (Go flag syntax) for every argument
@@ -517,18 +489,6 @@ mod tests {
         assert_eq!(c.name, "infra1");
         assert_eq!(c.data_dir(), PathBuf::from("infra1.etcd"));
         assert_eq!(c.snapshot_count, 5);
-    }
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
-        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert!(parse_duration("10").is_err());
-        assert!(parse_duration("x").is_err());
-        // Values past Duration's range are refused, not a panic.
-        assert!(parse_duration("99999999999999999999999h").is_err());
-        assert!(parse_duration("5124095576030431h5124095576030431h").is_err());
     }
 
     #[test]
