@@ -1,8 +1,8 @@
-//! Crash points for the failpoint tests (issue 11).
+//! Crash and error points for the failpoint tests (issues 11 and 17).
 //!
 //! With the `failpoints` cargo feature (on only in the server's test builds,
-//! through its dev-dependency) each [`crash_point`] is a `fail` crate
-//! failpoint, configured from the `FAILPOINTS` environment variable at start
+//! through its dev-dependency) each [`crash_point`] and [`error_point`] is a
+//! `fail` crate failpoint, configured from the `FAILPOINTS` environment variable at start
 //! (e.g. `FAILPOINTS='wal::after_fsync=2*off->return'`); when it fires it
 //! prints `failpoint NAME: crashing` and aborts the process, as a power cut or
 //! `kill -9` would, at exactly that point. Without the feature both functions
@@ -38,3 +38,22 @@ pub fn crash_point(name: &'static str) {
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 pub fn crash_point(_name: &'static str) {}
+
+/// Whether the point `name` is configured to fire here (any action but
+/// `off`); the caller then fails as the storage it models would, e.g. with
+/// `FAILPOINTS='mvcc::read=5*off->return'` the sixth read fails.
+#[cfg(feature = "failpoints")]
+pub fn error_point(name: &'static str) -> bool {
+    fail::fail_point!(name, |_| {
+        eprintln!("failpoint {name}: failing");
+        true
+    });
+    false
+}
+
+/// Without the feature: never fires.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn error_point(_name: &'static str) -> bool {
+    false
+}

@@ -92,8 +92,11 @@ fn run(backend: &Backend, interval: Duration, stop: &AtomicBool, mut seen: u64) 
         if stop.load(Ordering::Acquire) {
             return;
         }
-        if let Err(e) = backend.commit() {
-            tracing::error!("background commit failed (will retry): {e}");
+        match backend.commit() {
+            Ok(()) => {}
+            // The member is stopping; nothing more will be written.
+            Err(super::BackendError::Abandoned) => return,
+            Err(e) => tracing::error!("background commit failed (will retry): {e}"),
         }
         if last_size_refresh.is_none_or(|t| t.elapsed() >= SIZE_REFRESH) {
             if let Err(e) = backend.refresh_size_in_use() {

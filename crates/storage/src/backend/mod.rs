@@ -118,6 +118,9 @@ pub enum BackendError {
     Open { path: PathBuf, reason: String },
     #[error("backend: {0}")]
     Db(String),
+    /// See [`BatchTx::abandon`].
+    #[error("backend: writes were abandoned after a failure; the member must restart")]
+    Abandoned,
 }
 
 /// Maps any redb error to [`BackendError::Db`].
@@ -186,6 +189,8 @@ pub struct Backend {
     db: RwLock<Database>,
     /// Told how long each non-empty commit took (for metrics).
     commit_observer: std::sync::OnceLock<CommitObserver>,
+    /// Set by [`BatchTx::abandon`]: no commit writes anything after it.
+    abandoned: std::sync::atomic::AtomicBool,
     path: PathBuf,
 }
 
@@ -336,6 +341,7 @@ impl Backend {
             signal: CommitSignal::default(),
             db: RwLock::new(db),
             commit_observer: std::sync::OnceLock::new(),
+            abandoned: std::sync::atomic::AtomicBool::new(false),
             path: path.to_path_buf(),
         }))
     }
@@ -489,6 +495,9 @@ impl Backend {
             // Waiting for `writer` means waiting for the live BatchTx (if
             // any) to finish: its writes are never split across commits.
             let _writer = self.writer.lock();
+            if self.abandoned.load(Ordering::Acquire) {
+                return Err(BackendError::Abandoned);
+            }
             let mut st = self.state.write();
             if st.staged.is_empty() {
                 st.staged.ops = 0;
@@ -731,6 +740,18 @@ impl BatchTx<'_> {
         let old = self.backend.state.write().staged.put(table, key, value);
         // Free the replaced value after the lock is released.
         drop(old);
+    }
+
+    /// Throws away everything staged since the last commit began (this
+    /// batch's writes and any earlier ones still waiting) and refuses every
+    /// later commit, for a member that must stop because applying failed
+    /// part-way: the file keeps its last commit, whose data and consistent
+    /// index agree, and a restart replays the log from there.
+    pub fn abandon(self) {
+        // The writer lock is still held: no commit can take this batch.
+        self.backend.abandoned.store(true, Ordering::Release);
+        let dropped = std::mem::take(&mut self.backend.state.write().staged);
+        tracing::warn!("abandoned {} staged backend writes", dropped.ops);
     }
 
     /// Stages the consistent index (raft index and term of the entry being applied).

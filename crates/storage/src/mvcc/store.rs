@@ -14,7 +14,7 @@ use super::{
     Compaction, HashKv, KvStore, MvccError, RangeOptions, RangeResult, Revision, WriteTxn, FINISHED_COMPACT_KEY,
     SCHEDULED_COMPACT_KEY,
 };
-use crate::backend::{Backend, BatchTx, Table};
+use crate::backend::{Backend, BackendError, BatchTx, Table};
 
 /// Keys compacted per index write-lock hold (readers run in between).
 const INDEX_COMPACT_CHUNK: usize = 10_000;
@@ -186,6 +186,9 @@ impl KvStore {
     pub(super) fn fetch(&self, revs: &[Revision], at: i64) -> Result<Vec<KeyValue>, MvccError> {
         if revs.is_empty() {
             return Ok(Vec::new());
+        }
+        if crate::failpoints::error_point("mvcc::read") {
+            return Err(MvccError::Backend(BackendError::Db("injected read error (failpoint mvcc::read)".into())));
         }
         // Look the records up in revision (= backend key) order: neighbouring
         // lookups then share b-tree pages, which is several times faster for

@@ -14,7 +14,7 @@ use retcd_api::mvccpb::{event::EventType, Event, KeyValue};
 use super::index::{KeyRange, LiveKey};
 use super::store::decode_kv;
 use super::{MvccError, RangeOptions, RangeResult, Revision, WriteTxn};
-use crate::backend::Table;
+use crate::backend::{BackendError, Table};
 
 /// One change of a write transaction, kept for its event.
 pub(super) struct Change {
@@ -133,6 +133,15 @@ impl WriteTxn<'_, '_> {
         self.finish()
     }
 
+    /// Ends the transaction without publishing its revision, for an apply
+    /// that failed part-way: readers and watchers never see its changes
+    /// (they are in the index above the store revision, and staged in a
+    /// batch the caller abandons). The store is then ahead of what it
+    /// serves, so its owner must stop using it.
+    pub fn abandon(mut self) {
+        self.ended = true;
+    }
+
     /// The first backend error met by [`WriteTxn::put`] or
     /// [`WriteTxn::delete_range`] (which still applied their changes), if
     /// any. Such errors are also logged.
@@ -167,6 +176,11 @@ impl WriteTxn<'_, '_> {
 
     /// Reads the kv stored at `rev` (staged writes included).
     fn read_kv(&mut self, rev: Revision) -> Option<KeyValue> {
+        if crate::failpoints::error_point("mvcc::read") {
+            let injected = BackendError::Db("injected read error (failpoint mvcc::read)".into());
+            self.record(injected.into());
+            return None;
+        }
         let res = match self.store.backend.get(Table::Key, &rev.to_bytes()) {
             Ok(Some(b)) => decode_kv(rev, &b),
             Ok(None) => Err(MvccError::Corrupt(format!("revision {rev} is indexed but not in the backend"))),
