@@ -31,6 +31,7 @@ use crate::peer::PeerService;
 use crate::raft::transport::Transport;
 use crate::raft::{self, RaftNode, RaftSettings, RaftStatus};
 use crate::server::{EtcdServer, ServerSettings};
+use crate::stop::{StopReason, StopSignal};
 use crate::wait::Wait;
 use crate::watch::WatchHub;
 
@@ -60,6 +61,9 @@ pub enum StartError {
     Listen { url: String, reason: String },
     #[error("member did not become ready in time: {0}")]
     NotReady(String),
+    /// The member stopped itself while starting (see [`StopReason`]).
+    #[error("{0}")]
+    Stopped(StopReason),
 }
 
 /// The member's files, laid out under the data dir as etcd lays out its own
@@ -130,6 +134,8 @@ pub struct Etcd {
     /// The addresses client listeners are bound to.
     pub client_addrs: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
+    /// Where the raft and apply threads report that the member must stop.
+    stop_signal: StopSignal,
     raft_thread: Option<JoinHandle<()>>,
     apply_thread: Option<JoinHandle<()>>,
     committer: Option<retcd_storage::backend::CommitterHandle>,
@@ -189,8 +195,9 @@ impl Etcd {
         let peer_addrs = parse_urls(&cfg.listen_peer_urls, "listen-peer-urls")?;
         let client_tls = client_tls_config(&cfg, &client_addrs)?;
         let (peer_tls, peer_dialer) = peer_tls_config(&cfg, &peer_addrs)?;
-        let auto_compaction = crate::compactor::parse(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)
-            .map_err(|e| StartError::Config(e.0))?;
+        let auto_compaction =
+            crate::leader::compactor::parse(&cfg.auto_compaction_mode, &cfg.auto_compaction_retention)
+                .map_err(|e| StartError::Config(e.0))?;
         let metrics_addrs = match &cfg.listen_metrics_urls {
             Some(urls) if !urls.is_empty() => parse_urls(urls, "listen-metrics-urls")?,
             _ => Vec::new(),
@@ -327,6 +334,7 @@ impl Etcd {
         let wait = Arc::new(Wait::default());
         let watch = Arc::new(WatchHub::new(kv.clone()));
         let stop = Arc::new(AtomicBool::new(false));
+        let stop_signal = StopSignal::default();
 
         let compactor = spawn_compactor();
         let applier = Applier {
@@ -348,6 +356,7 @@ impl Etcd {
             member_id,
             removed: false,
             compactor,
+            stop: stop_signal.clone(),
         };
         let apply_thread = std::thread::Builder::new()
             .name("apply".into())
@@ -387,15 +396,15 @@ impl Etcd {
             applied.clone(),
             stop.clone(),
             Box::new(move |_leader, is_me| if is_me { lease_hook.promote() } else { lease_hook.demote() }),
-            Box::new(move |id| drop_wait.trigger(id, crate::apply::ApplyResult::Error(retcd_api::EtcdError::NoLeader))),
+            Box::new(move |id| drop_wait.trigger(id, Err(retcd_api::EtcdError::NoLeader))),
         )?;
+        let raft_stop = stop_signal.clone();
         let raft_thread = std::thread::Builder::new()
             .name("raft".into())
             .spawn(move || {
                 if let Err(e) = node.run() {
                     // Continuing without a durable log would lose writes.
-                    tracing::error!("raft loop failed: {e}; stopping");
-                    std::process::exit(1);
+                    raft_stop.stop(StopReason::Failed(format!("raft loop failed: {e}")));
                 }
             })
             .map_err(|e| StartError::NotReady(e.to_string()))?;
@@ -434,6 +443,7 @@ impl Etcd {
             server: server.clone(),
             client_addrs: Vec::new(),
             stop,
+            stop_signal,
             raft_thread: Some(raft_thread),
             apply_thread: Some(apply_thread),
             committer: Some(committer),
@@ -457,17 +467,17 @@ impl Etcd {
         }
         etcd.wait_ready(&rejected).await?;
         if cfg.experimental_initial_corrupt_check {
-            crate::corrupt::initial_check(&server).await.map_err(StartError::Config)?;
+            crate::leader::corrupt::initial_check(&server).await.map_err(StartError::Config)?;
         }
-        etcd.publish().await;
+        etcd.publish().await?;
         server.watch.spawn_background(cfg.experimental_watch_progress_notify_interval);
-        server.spawn_lease_expiry();
-        crate::v2store::spawn_expiry(&server);
+        crate::leader::lease_expiry::spawn(&server);
+        crate::leader::v2_expiry::spawn(&server);
         if !cfg.experimental_corrupt_check_time.is_zero() {
-            crate::corrupt::spawn_periodic(&server, cfg.experimental_corrupt_check_time);
+            crate::leader::corrupt::spawn_periodic(&server, cfg.experimental_corrupt_check_time);
         }
         if let Some(mode) = auto_compaction {
-            crate::compactor::spawn(&server, mode);
+            crate::leader::compactor::spawn(&server, mode);
         }
         for url in client_addrs {
             let tls = if url.tls { client_tls.clone() } else { None };
@@ -497,6 +507,9 @@ impl Etcd {
             if let Some(reason) = rejected.lock().clone() {
                 return Err(StartError::Config(reason));
             }
+            if let Some(reason) = self.stop_signal.reason() {
+                return Err(StartError::Stopped(reason));
+            }
             if Instant::now() >= next_log {
                 tracing::warn!("waiting for a leader (member {:x})", s.settings.member_id);
                 next_log = Instant::now() + Duration::from_secs(5);
@@ -507,7 +520,7 @@ impl Etcd {
 
     /// Publishes this member's name and client URLs through raft, as etcd
     /// does before serving clients.
-    async fn publish(&self) {
+    async fn publish(&self) -> Result<(), StartError> {
         let s = &self.server;
         let attrs = MemberAttributes {
             id: s.settings.member_id,
@@ -516,12 +529,15 @@ impl Etcd {
         };
         let current = s.membership.get(attrs.id);
         if current.is_some_and(|m| m.name == attrs.name && m.client_ur_ls == attrs.client_urls) {
-            return;
+            return Ok(());
         }
         loop {
             let req = InternalRequest { member_attributes: Some(attrs.clone()), ..Default::default() };
-            match s.propose(req).await {
-                Ok(_) => return,
+            match s.propose::<()>(req).await {
+                Ok(()) => return Ok(()),
+                Err(_) if self.stop_signal.reason().is_some() => {
+                    return Err(StartError::Stopped(self.stop_signal.reason().unwrap_or(StopReason::Removed)));
+                }
                 Err(e) => {
                     tracing::warn!("failed to publish member attributes: {e}; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -565,10 +581,20 @@ impl Etcd {
         Ok(bound)
     }
 
-    /// Graceful stop: stop serving, stop raft, let the apply thread finish,
-    /// then commit the backend.
+    /// Waits until the member stops itself: it was removed from the
+    /// cluster, or cannot go on without losing or diverging data. The owner
+    /// then calls [`Etcd::stop`].
+    pub async fn stopped(&self) -> StopReason {
+        self.stop_signal.stopped().await
+    }
+
+    /// Stop: stop serving, stop raft, let the apply thread finish, then
+    /// commit the backend (which refuses if applying failed, keeping its
+    /// last commit). A healthy leader hands leadership over first.
     pub async fn stop(mut self) {
-        self.hand_off_leadership().await;
+        if self.stop_signal.reason().is_none() {
+            self.hand_off_leadership().await;
+        }
         for tx in self.shutdown_tx.drain(..) {
             let _ = tx.send(());
         }
@@ -689,7 +715,8 @@ fn peer_tls_config(
 /// What the client port serves: the gRPC services and the HTTP endpoints
 /// beside them.
 fn client_routes(server: &Arc<EtcdServer>, enable_v2: bool) -> axum::Router {
-    let routes = crate::v3rpc::routes(server).merge(crate::http::routes(server));
+    // gRPC, its JSON gateway and the HTTP endpoints share the port, as etcd's.
+    let routes = crate::v3rpc::routes(server).merge(crate::gateway::routes(server)).merge(crate::http::routes(server));
     if enable_v2 {
         routes.merge(crate::v2store::http::routes(server))
     } else {

@@ -13,10 +13,6 @@ use retcd_api::etcdserverpb::AlarmType;
 
 use crate::server::EtcdServer;
 
-/// The cluster version reported beside the server version (etcd reports
-/// major.minor.0 of the lowest member version).
-pub const CLUSTER_VERSION: &str = "3.4.0";
-
 /// `/health`, `/version` and `/metrics`.
 pub fn routes(server: &Arc<EtcdServer>) -> Router {
     Router::new()
@@ -31,16 +27,32 @@ pub fn metrics_routes(server: &Arc<EtcdServer>) -> Router {
     Router::new().route("/health", get(health)).route("/metrics", get(metrics)).with_state(server.clone())
 }
 
+/// What `/metrics` reports of the member's state, read now.
+fn scrape(server: &EtcdServer) -> crate::metrics::Scrape {
+    use std::sync::atomic::Ordering;
+    crate::metrics::Scrape {
+        has_leader: server.raft.leader() != 0,
+        is_leader: server.raft.is_leader(),
+        is_learner: server.membership.get(server.settings.member_id).is_some_and(|m| m.is_learner),
+        member_id: server.settings.member_id,
+        committed: server.raft.commit.load(Ordering::Acquire),
+        applied: server.applied.load(Ordering::Acquire),
+        db_size: server.backend.size(),
+        db_size_in_use: server.backend.size_in_use(),
+        revision: server.kv.rev(),
+        compact_revision: server.kv.compact_rev(),
+        quota_bytes: server.settings.quota_bytes.unwrap_or(0),
+    }
+}
+
 async fn version() -> Response {
-    let body = format!(
-        "{{\"etcdserver\":\"{}\",\"etcdcluster\":\"{CLUSTER_VERSION}\"}}",
-        crate::v3rpc::maintenance::ETCD_COMPAT_VERSION
-    );
+    let body =
+        format!("{{\"etcdserver\":\"{}\",\"etcdcluster\":\"{}\"}}", crate::version::SERVER, crate::version::CLUSTER);
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn metrics(State(server): State<Arc<EtcdServer>>) -> Response {
-    let text = crate::metrics::get().render(&server);
+    let text = crate::metrics::get().render(&scrape(&server));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

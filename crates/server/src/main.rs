@@ -3,6 +3,7 @@
 
 use retcd_server::config::Config;
 use retcd_server::etcd::Etcd;
+use retcd_server::stop::StopReason;
 
 /// `retcd discovery new --size N [--endpoint URL]`: the local analogue of
 /// `https://discovery.etcd.io/new?size=N`. Writes `<token>/_config/size` on
@@ -78,10 +79,22 @@ fn main() {
                 return 1;
             }
         };
-        wait_for_signal().await;
-        tracing::info!("received signal, shutting down");
+        let code = tokio::select! {
+            () = wait_for_signal() => {
+                tracing::info!("received signal, shutting down");
+                0
+            }
+            reason = etcd.stopped() => match reason {
+                // etcd exits 0 once removed from its cluster.
+                StopReason::Removed => 0,
+                StopReason::Failed(why) => {
+                    eprintln!("retcd: {why}");
+                    1
+                }
+            },
+        };
         etcd.stop().await;
-        0
+        code
     });
     std::process::exit(code);
 }

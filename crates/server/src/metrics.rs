@@ -16,7 +16,21 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::server::EtcdServer;
+/// The member's state at scrape time, read by whoever serves `/metrics`.
+pub struct Scrape {
+    pub has_leader: bool,
+    pub is_leader: bool,
+    pub is_learner: bool,
+    pub member_id: u64,
+    pub committed: u64,
+    pub applied: u64,
+    pub db_size: u64,
+    pub db_size_in_use: u64,
+    pub revision: i64,
+    pub compact_revision: i64,
+    /// 0 when the quota is disabled.
+    pub quota_bytes: u64,
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -181,25 +195,23 @@ impl Metrics {
 
     /// The text exposition of every metric, with the state-derived ones
     /// read from `server` now.
-    pub fn render(&self, server: &EtcdServer) -> String {
-        use std::sync::atomic::Ordering;
-        let leader = server.raft.leader();
-        self.has_leader.set(i64::from(leader != 0));
-        self.is_leader.set(i64::from(server.raft.is_leader()));
-        let learner = server.membership.get(server.settings.member_id).is_some_and(|m| m.is_learner);
-        self.is_learner.set(i64::from(learner));
-        self.server_id.with_label_values(&[&format!("{:x}", server.settings.member_id)]).set(1);
-        self.server_version.with_label_values(&[crate::v3rpc::maintenance::ETCD_COMPAT_VERSION]).set(1);
-        self.cluster_version.with_label_values(&[crate::http::CLUSTER_VERSION]).set(1);
-        self.proposals_committed.set(server.raft.commit.load(Ordering::Acquire) as i64);
-        self.proposals_applied.set(server.applied.load(Ordering::Acquire) as i64);
-        let size = server.backend.size() as i64;
-        self.db_size.set(size);
-        self.debugging_db_size.set(size);
-        self.db_size_in_use.set(server.backend.size_in_use() as i64);
-        self.current_revision.set(server.kv.rev());
-        self.compact_revision.set(server.kv.compact_rev());
-        self.quota_bytes.set(server.settings.quota_bytes.map(|q| q as i64).unwrap_or(0));
+    /// The text exposition of every metric, with the gauges of state that
+    /// lives elsewhere set from `now` first.
+    pub fn render(&self, now: &Scrape) -> String {
+        self.has_leader.set(i64::from(now.has_leader));
+        self.is_leader.set(i64::from(now.is_leader));
+        self.is_learner.set(i64::from(now.is_learner));
+        self.server_id.with_label_values(&[&format!("{:x}", now.member_id)]).set(1);
+        self.server_version.with_label_values(&[crate::version::SERVER]).set(1);
+        self.cluster_version.with_label_values(&[crate::version::CLUSTER]).set(1);
+        self.proposals_committed.set(now.committed as i64);
+        self.proposals_applied.set(now.applied as i64);
+        self.db_size.set(now.db_size as i64);
+        self.debugging_db_size.set(now.db_size as i64);
+        self.db_size_in_use.set(now.db_size_in_use as i64);
+        self.current_revision.set(now.revision);
+        self.compact_revision.set(now.compact_revision);
+        self.quota_bytes.set(now.quota_bytes as i64);
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!("encoding metrics failed: {e}");

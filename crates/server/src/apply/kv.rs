@@ -2,6 +2,12 @@
 //! apply thread (writes, in log order) and by the read path (ranges and
 //! read-only txns served locally): sorting, filtering, limits, compares and
 //! the branch a txn takes, exactly as etcd's applier.
+//!
+//! Every operation tells a refusal (the request's own fault, the same on
+//! every member) from a storage failure (this member's store could not be
+//! read): the read path answers the latter as an error, the apply path stops
+//! the member on it, because going on would give this member a different
+//! result from the others'.
 
 use retcd_api::errors::EtcdError;
 use retcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
@@ -17,15 +23,49 @@ use retcd_storage::mvcc::{KvStore, MvccError, RangeOptions, RangeResult, WriteTx
 
 use crate::lease::Lessor;
 
-pub fn mvcc_error(e: MvccError) -> EtcdError {
-    match e {
-        MvccError::Compacted => EtcdError::Compacted,
-        MvccError::FutureRev => EtcdError::FutureRev,
-        other => {
-            tracing::error!("storage error: {other}");
-            EtcdError::Corrupt
+/// Why a KV operation gave no result.
+#[derive(Debug)]
+pub enum KvError {
+    /// Refused for the request's own reasons, which every member shares
+    /// (a compacted or future revision, a missing lease or key).
+    Refused(EtcdError),
+    /// This member's store failed; another member would have answered.
+    Storage(MvccError),
+}
+
+impl From<MvccError> for KvError {
+    fn from(e: MvccError) -> Self {
+        match e {
+            MvccError::Compacted => KvError::Refused(EtcdError::Compacted),
+            MvccError::FutureRev => KvError::Refused(EtcdError::FutureRev),
+            other => KvError::Storage(other),
         }
     }
+}
+
+impl From<EtcdError> for KvError {
+    fn from(e: EtcdError) -> Self {
+        KvError::Refused(e)
+    }
+}
+
+/// What a client is told: a storage failure is reported as etcd reports a
+/// damaged store, and logged.
+impl From<KvError> for EtcdError {
+    fn from(e: KvError) -> Self {
+        match e {
+            KvError::Refused(e) => e,
+            KvError::Storage(e) => {
+                tracing::error!("storage error: {e}");
+                EtcdError::Corrupt
+            }
+        }
+    }
+}
+
+/// An mvcc error as a client sees it (see [`KvError`]).
+pub fn mvcc_error(e: MvccError) -> EtcdError {
+    KvError::from(e).into()
 }
 
 /// Something ranges can be served from: the store pinned at one revision, or
@@ -93,7 +133,7 @@ fn header(rev: i64) -> Option<ResponseHeader> {
 }
 
 /// Range with etcd's sorting, filtering, limit and `more` semantics.
-pub fn range(view: &mut dyn KvRead, r: &RangeRequest) -> Result<RangeResponse, EtcdError> {
+pub fn range(view: &mut dyn KvRead, r: &RangeRequest) -> Result<RangeResponse, KvError> {
     let needs_all = r.sort_order != SortOrder::None as i32
         || r.min_mod_revision != 0
         || r.max_mod_revision != 0
@@ -105,7 +145,7 @@ pub fn range(view: &mut dyn KvRead, r: &RangeRequest) -> Result<RangeResponse, E
         limit += 1;
     }
     let opts = RangeOptions { rev: r.revision, limit, count_only: r.count_only };
-    let rr = view.range_kvs(&r.key, &r.range_end, opts).map_err(mvcc_error)?;
+    let rr = view.range_kvs(&r.key, &r.range_end, opts)?;
     let mut kvs = rr.kvs;
     if r.max_mod_revision != 0 {
         kvs.retain(|kv| kv.mod_revision <= r.max_mod_revision);
@@ -155,18 +195,16 @@ pub fn range(view: &mut dyn KvRead, r: &RangeRequest) -> Result<RangeResponse, E
 
 /// One compare against the kvs in its range (etcd: every kv must satisfy it;
 /// a VALUE compare on no kvs fails; other targets compare a zero kv).
-fn compare(view: &mut dyn KvRead, c: &Compare) -> bool {
-    let Ok(rr) = view.range_kvs(&c.key, &c.range_end, RangeOptions::default()) else {
-        return false;
-    };
+fn compare(view: &mut dyn KvRead, c: &Compare) -> Result<bool, KvError> {
+    let rr = view.range_kvs(&c.key, &c.range_end, RangeOptions::default())?;
     let target = CompareTarget::try_from(c.target).unwrap_or(CompareTarget::Version);
     if rr.kvs.is_empty() {
         if target == CompareTarget::Value {
-            return false;
+            return Ok(false);
         }
-        return compare_kv(c, target, &KeyValue::default());
+        return Ok(compare_kv(c, target, &KeyValue::default()));
     }
-    rr.kvs.iter().all(|kv| compare_kv(c, target, kv))
+    Ok(rr.kvs.iter().all(|kv| compare_kv(c, target, kv)))
 }
 
 fn compare_kv(c: &Compare, target: CompareTarget, kv: &KeyValue) -> bool {
@@ -211,20 +249,28 @@ fn matches_int(u: &Option<TargetUnion>, is_kind: impl Fn(&TargetUnion) -> bool) 
 
 /// The branch each (nested) txn takes, decided up front against the state
 /// before any op runs, as etcd's `compareToPath`.
-pub fn txn_path(view: &mut dyn KvRead, r: &TxnRequest) -> Vec<bool> {
+pub fn txn_path(view: &mut dyn KvRead, r: &TxnRequest) -> Result<Vec<bool>, KvError> {
     let mut path = Vec::new();
-    fill_path(view, r, &mut path);
-    path
+    fill_path(view, r, &mut path)?;
+    Ok(path)
 }
 
-fn fill_path(view: &mut dyn KvRead, r: &TxnRequest, path: &mut Vec<bool>) {
-    let ok = r.compare.iter().all(|c| compare(view, c));
+fn fill_path(view: &mut dyn KvRead, r: &TxnRequest, path: &mut Vec<bool>) -> Result<(), KvError> {
+    let mut ok = true;
+    for c in &r.compare {
+        // As etcd: the first failing compare decides.
+        if !compare(view, c)? {
+            ok = false;
+            break;
+        }
+    }
     path.push(ok);
     for op in branch(r, ok) {
         if let Some(Request::RequestTxn(t)) = &op.request {
-            fill_path(view, t, path);
+            fill_path(view, t, path)?;
         }
     }
+    Ok(())
 }
 
 fn branch(r: &TxnRequest, success: bool) -> &[RequestOp] {
@@ -261,7 +307,7 @@ pub fn check_txn(
     path: &[bool],
     pos: &mut usize,
     lessor: Option<&Lessor>,
-) -> Result<(), EtcdError> {
+) -> Result<(), KvError> {
     let ok = path.get(*pos).copied().unwrap_or(false);
     *pos += 1;
     for op in branch(r, ok) {
@@ -279,26 +325,26 @@ pub fn check_txn(
     Ok(())
 }
 
-fn check_range_rev(view: &dyn KvRead, rev: i64) -> Result<(), EtcdError> {
+fn check_range_rev(view: &dyn KvRead, rev: i64) -> Result<(), KvError> {
     if rev > view.read_rev() {
-        return Err(EtcdError::FutureRev);
+        return Err(EtcdError::FutureRev.into());
     }
     if rev > 0 && rev < view.compact_rev() {
-        return Err(EtcdError::Compacted);
+        return Err(EtcdError::Compacted.into());
     }
     Ok(())
 }
 
 /// etcd's put preconditions: the lease exists, and ignore_value /
 /// ignore_lease need the key to exist.
-pub fn check_put(view: &mut dyn KvRead, p: &PutRequest, lessor: &Lessor) -> Result<(), EtcdError> {
+pub fn check_put(view: &mut dyn KvRead, p: &PutRequest, lessor: &Lessor) -> Result<(), KvError> {
     if p.lease != 0 && !lessor.exists(p.lease) {
-        return Err(EtcdError::LeaseNotFound);
+        return Err(EtcdError::LeaseNotFound.into());
     }
     if p.ignore_value || p.ignore_lease {
-        let rr = view.range_kvs(&p.key, &[], RangeOptions::default()).map_err(mvcc_error)?;
+        let rr = view.range_kvs(&p.key, &[], RangeOptions::default())?;
         if rr.kvs.is_empty() {
-            return Err(EtcdError::KeyNotFound);
+            return Err(EtcdError::KeyNotFound.into());
         }
     }
     Ok(())
@@ -306,13 +352,13 @@ pub fn check_put(view: &mut dyn KvRead, p: &PutRequest, lessor: &Lessor) -> Resu
 
 /// Applies a put whose preconditions were checked; keeps lease attachments
 /// in step with the key.
-pub fn put(w: &mut Writer<'_, '_>, p: &PutRequest, lessor: &Lessor) -> Result<PutResponse, EtcdError> {
+pub fn put(w: &mut Writer<'_, '_>, p: &PutRequest, lessor: &Lessor) -> Result<PutResponse, KvError> {
     // The previous kv is read first only when it shapes the new one; the
     // store returns it from the put anyway (for prev_kv).
     let mut lease = p.lease;
     let mut kept_value = None;
     if p.ignore_value || p.ignore_lease {
-        let rr = w.range_kvs(&p.key, &[], RangeOptions::default()).map_err(mvcc_error)?;
+        let rr = w.range_kvs(&p.key, &[], RangeOptions::default())?;
         if let Some(prev) = rr.kvs.into_iter().next() {
             if p.ignore_lease {
                 lease = prev.lease;
@@ -354,42 +400,50 @@ pub fn delete_range(w: &mut Writer<'_, '_>, d: &DeleteRangeRequest, lessor: &Les
 }
 
 /// Runs the ops of the chosen path in a write transaction (read-only txns
-/// are served by [`run_read_txn`]).
-pub fn run_txn(w: &mut Writer<'_, '_>, r: &TxnRequest, path: &[bool], pos: &mut usize, lessor: &Lessor) -> TxnResponse {
+/// are served by [`run_read_txn`]). The ops were checked beforehand, so an
+/// error here is a storage failure.
+pub fn run_txn(
+    w: &mut Writer<'_, '_>,
+    r: &TxnRequest,
+    path: &[bool],
+    pos: &mut usize,
+    lessor: &Lessor,
+) -> Result<TxnResponse, KvError> {
     let ok = path.get(*pos).copied().unwrap_or(false);
     *pos += 1;
     let mut responses = Vec::with_capacity(branch(r, ok).len());
     for op in branch(r, ok) {
         let response = match &op.request {
-            Some(Request::RequestRange(rr)) => {
-                // Checked beforehand; an error here would be a storage failure.
-                let resp = range(w, rr).unwrap_or_default();
-                Some(Response::ResponseRange(resp))
-            }
-            Some(Request::RequestPut(p)) => put(w, p, lessor).ok().map(Response::ResponsePut),
+            Some(Request::RequestRange(rr)) => Some(Response::ResponseRange(range(w, rr)?)),
+            Some(Request::RequestPut(p)) => Some(Response::ResponsePut(put(w, p, lessor)?)),
             Some(Request::RequestDeleteRange(d)) => Some(Response::ResponseDeleteRange(delete_range(w, d, lessor))),
-            Some(Request::RequestTxn(t)) => Some(Response::ResponseTxn(run_txn(w, t, path, pos, lessor))),
+            Some(Request::RequestTxn(t)) => Some(Response::ResponseTxn(run_txn(w, t, path, pos, lessor)?)),
             None => None,
         };
         responses.push(ResponseOp { response });
     }
-    TxnResponse { header: None, succeeded: ok, responses }
+    Ok(TxnResponse { header: None, succeeded: ok, responses })
 }
 
 /// Serves a read-only txn from a pinned view.
-pub fn run_read_txn(view: &mut dyn KvRead, r: &TxnRequest, path: &[bool], pos: &mut usize) -> TxnResponse {
+pub fn run_read_txn(
+    view: &mut dyn KvRead,
+    r: &TxnRequest,
+    path: &[bool],
+    pos: &mut usize,
+) -> Result<TxnResponse, KvError> {
     let ok = path.get(*pos).copied().unwrap_or(false);
     *pos += 1;
     let mut responses = Vec::new();
     for op in branch(r, ok) {
         let response = match &op.request {
-            Some(Request::RequestRange(rr)) => Some(Response::ResponseRange(range(view, rr).unwrap_or_default())),
-            Some(Request::RequestTxn(t)) => Some(Response::ResponseTxn(run_read_txn(view, t, path, pos))),
+            Some(Request::RequestRange(rr)) => Some(Response::ResponseRange(range(view, rr)?)),
+            Some(Request::RequestTxn(t)) => Some(Response::ResponseTxn(run_read_txn(view, t, path, pos)?)),
             _ => None,
         };
         responses.push(ResponseOp { response });
     }
-    TxnResponse { header: header(view.read_rev()), succeeded: ok, responses }
+    Ok(TxnResponse { header: header(view.read_rev()), succeeded: ok, responses })
 }
 
 #[cfg(test)]
@@ -430,8 +484,8 @@ mod tests {
 
         let txn =
             TxnRequest { success: vec![RequestOp { request: Some(Request::RequestRange(get)) }], ..Default::default() };
-        let path = txn_path(&mut view, &txn);
-        let resp = run_read_txn(&mut view, &txn, &path, &mut 0);
+        let path = txn_path(&mut view, &txn).unwrap();
+        let resp = run_read_txn(&mut view, &txn, &path, &mut 0).unwrap();
         assert_eq!(resp.header.unwrap().revision, 2);
         let Some(Response::ResponseRange(inner)) = &resp.responses[0].response else { panic!("{resp:?}") };
         assert_eq!(inner.header.as_ref().unwrap().revision, 2);

@@ -22,7 +22,7 @@ use retcd_api::etcdserverpb::{
 };
 use retcd_api::retcdpb::{InternalRequest, LeaseRecord, SnapshotData};
 use retcd_storage::backend::{Backend, BatchTx, Table, CONF_STATE_KEY};
-use retcd_storage::mvcc::{Compaction, KvStore};
+use retcd_storage::mvcc::{Compaction, KvStore, WriteTxn};
 use tokio::sync::oneshot;
 
 use crate::alarm::{AlarmStore, WriteKind};
@@ -30,12 +30,15 @@ use crate::lease::Lessor;
 use crate::membership::Membership;
 use crate::raft::{ApplyTask, RaftInput};
 use crate::snapshot;
+use crate::stop::{StopReason, StopSignal};
 use crate::wait::Wait;
 use crate::watch::WatchHub;
-use kv::{KvRead, Writer};
+use kv::{KvError, KvRead, Writer};
 
-/// The outcome of one applied request, delivered to its proposer.
-pub enum ApplyResult {
+/// What applying one request produced, delivered to its proposer (as
+/// `Ok`; a refusal is the proposer's `Err`). Each request kind has its own
+/// variant; [`FromApplied`] takes it back out as the kind's type.
+pub enum Applied {
     Put(PutResponse),
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
@@ -51,7 +54,79 @@ pub enum ApplyResult {
     Done,
     /// A membership change was applied: the members now.
     Members(Vec<Member>),
-    Error(EtcdError),
+}
+
+/// What a proposer waits for.
+pub type Outcome = Result<Applied, EtcdError>;
+
+/// The result type of one request kind, taken out of [`Applied`].
+pub trait FromApplied: Sized {
+    fn from_applied(applied: Applied) -> Option<Self>;
+}
+
+macro_rules! from_applied {
+    ($($variant:ident => $ty:ty),* $(,)?) => {$(
+        impl FromApplied for $ty {
+            fn from_applied(applied: Applied) -> Option<Self> {
+                match applied {
+                    Applied::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+
+from_applied! {
+    Put => PutResponse,
+    DeleteRange => DeleteRangeResponse,
+    Txn => TxnResponse,
+    LeaseGrant => LeaseGrantResponse,
+    LeaseRevoke => LeaseRevokeResponse,
+    Alarm => AlarmResponse,
+    Auth => crate::auth::apply::AuthApplied,
+    V2 => Result<crate::v2store::Event, crate::v2store::V2Error>,
+    Members => Vec<Member>,
+}
+
+impl FromApplied for (CompactionResponse, oneshot::Receiver<()>) {
+    fn from_applied(applied: Applied) -> Option<Self> {
+        match applied {
+            Applied::Compaction(resp, physical) => Some((resp, physical)),
+            _ => None,
+        }
+    }
+}
+
+/// Requests whose proposer only needs to know they were applied.
+impl FromApplied for () {
+    fn from_applied(_: Applied) -> Option<Self> {
+        Some(())
+    }
+}
+
+/// Why a request was not applied as asked.
+enum ApplyError {
+    /// The request's result is this error, on every member alike.
+    Refused(EtcdError),
+    /// This member could not apply it (its store failed): it must stop
+    /// rather than go on with a result the others do not have.
+    Failed(String),
+}
+
+impl From<EtcdError> for ApplyError {
+    fn from(e: EtcdError) -> Self {
+        ApplyError::Refused(e)
+    }
+}
+
+impl From<KvError> for ApplyError {
+    fn from(e: KvError) -> Self {
+        match e {
+            KvError::Refused(e) => ApplyError::Refused(e),
+            KvError::Storage(e) => ApplyError::Failed(format!("storage error: {e}")),
+        }
+    }
 }
 
 pub struct Applier {
@@ -63,7 +138,7 @@ pub struct Applier {
     pub auth: Arc<crate::auth::AuthStore>,
     pub v2: Arc<crate::v2store::V2Store>,
     pub watch: Arc<WatchHub>,
-    pub wait: Arc<Wait<ApplyResult>>,
+    pub wait: Arc<Wait<Outcome>>,
     pub applied: Arc<AtomicU64>,
     pub applied_tx: tokio::sync::watch::Sender<u64>,
     pub raft_tx: Sender<RaftInput>,
@@ -74,6 +149,8 @@ pub struct Applier {
     /// Set when a membership change removed this member.
     pub removed: bool,
     pub compactor: Sender<(Compaction, oneshot::Sender<()>)>,
+    /// Told when this member must stop (removed, or applying failed).
+    pub stop: StopSignal,
 }
 
 /// Debug builds only (the test profile): while the file named by
@@ -111,18 +188,24 @@ pub fn lease_key(id: i64) -> [u8; 8] {
 impl Applier {
     pub fn run(mut self, tasks: Receiver<ApplyTask>) {
         while let Ok(task) = tasks.recv() {
-            match task {
+            let applied = match task {
                 ApplyTask::Entries(entries) => self.apply_entries(entries),
                 ApplyTask::Snapshot(data) => self.install_snapshot(data),
+            };
+            if let Err(reason) = applied {
+                self.stop.stop(reason);
+                break;
             }
         }
         tracing::debug!("apply thread stopped");
     }
 
-    fn apply_entries(&mut self, entries: Vec<Entry>) {
+    /// Applies one ready's committed entries in one backend batch. A failure
+    /// abandons the whole batch (see [`BatchTx::abandon`]) and answers no one.
+    fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), StopReason> {
         pause_for_tests();
         let (consistent, _) = self.backend.consistent_index();
-        let Some(last) = entries.last() else { return };
+        let Some(last) = entries.last() else { return Ok(()) };
         let (last_index, last_term) = (last.index, last.term);
         let mut results = Vec::new();
         {
@@ -132,8 +215,13 @@ impl Applier {
                 if e.index <= consistent {
                     continue;
                 }
-                if let Some(r) = self.apply_entry(&mut btx, e) {
-                    results.push(r);
+                match self.apply_entry(&mut btx, e) {
+                    Ok(Some(r)) => results.push(r),
+                    Ok(None) => {}
+                    Err(why) => {
+                        btx.abandon();
+                        return Err(StopReason::Failed(format!("applying entry {}: {why}", e.index)));
+                    }
                 }
             }
             btx.set_consistent_index(last_index, last_term);
@@ -152,74 +240,71 @@ impl Applier {
             if let Err(e) = self.backend.commit() {
                 tracing::error!("final backend commit failed: {e}");
             }
-            std::process::exit(0);
+            return Err(StopReason::Removed);
         }
+        Ok(())
     }
 
-    fn apply_entry(&mut self, btx: &mut BatchTx<'_>, e: &Entry) -> Option<(u64, ApplyResult)> {
+    /// Applies one entry; returns its proposer's id and outcome, or the
+    /// reason this member cannot go on.
+    fn apply_entry(&mut self, btx: &mut BatchTx<'_>, e: &Entry) -> Result<Option<(u64, Outcome)>, String> {
         if e.get_entry_type() == EntryType::EntryConfChange {
-            return self.apply_conf_change(btx, e);
+            return Ok(self.apply_conf_change(btx, e));
         }
         if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
             // The empty entry a new leader appends carries nothing to apply.
-            return None;
+            return Ok(None);
         }
+        // Every member decodes the same bytes the same way, so skipping an
+        // entry that is not a request keeps them alike.
         let req = match InternalRequest::decode(e.data.as_slice()) {
             Ok(r) => r,
             Err(err) => {
                 tracing::error!("entry {} is not a request ({err}); skipped", e.index);
-                return None;
+                return Ok(None);
             }
         };
         let id = req.header.as_ref().map(|h| h.id).unwrap_or(0);
-        let result = self.apply_request(btx, req, e.index);
-        Some((id, result))
+        match self.apply_request(btx, req, e.index) {
+            Ok(applied) => Ok(Some((id, Ok(applied)))),
+            Err(ApplyError::Refused(err)) => Ok(Some((id, Err(err)))),
+            Err(ApplyError::Failed(why)) => Err(why),
+        }
     }
 
-    fn apply_request(&mut self, btx: &mut BatchTx<'_>, req: InternalRequest, index: u64) -> ApplyResult {
-        if let Err(e) = crate::auth::request::check_proposal(&self.auth, &self.lessor, &req) {
-            return ApplyResult::Error(e);
-        }
+    fn apply_request(
+        &mut self,
+        btx: &mut BatchTx<'_>,
+        req: InternalRequest,
+        index: u64,
+    ) -> Result<Applied, ApplyError> {
+        crate::auth::checks::check_proposal(&self.auth, &self.lessor, &req)?;
         if let Some(a) = req.alarm {
-            return self.apply_alarm(btx, &a);
+            return Ok(self.apply_alarm(btx, &a));
         }
         if let Some(e) = self.alarms.refuses(write_kind(&req)) {
-            return ApplyResult::Error(e);
+            return Err(e.into());
         }
         if req.auth.is_some() {
-            let ai = crate::auth::request::proposer(&req);
+            let ai = crate::auth::checks::proposer(&req);
             let a = req.auth.unwrap_or_default();
-            return match self.auth.apply(btx, ai.as_ref(), a, index) {
-                Ok(r) => ApplyResult::Auth(r),
-                Err(e) => ApplyResult::Error(e),
-            };
+            return Ok(Applied::Auth(self.auth.apply(btx, ai.as_ref(), a, index)?));
         }
         if let Some(p) = req.put {
-            let txn = TxnRequest {
-                success: vec![retcd_api::etcdserverpb::RequestOp {
-                    request: Some(retcd_api::etcdserverpb::request_op::Request::RequestPut(p)),
-                }],
-                ..Default::default()
-            };
-            return match self.apply_txn(btx, &txn) {
-                Ok(mut t) => match t.responses.pop().and_then(|r| r.response) {
-                    Some(retcd_api::etcdserverpb::response_op::Response::ResponsePut(p)) => ApplyResult::Put(p),
-                    _ => ApplyResult::Error(EtcdError::KeyNotFound),
-                },
-                Err(e) => ApplyResult::Error(e),
-            };
+            let lessor = &self.lessor;
+            let (resp, _) = self.write(btx, |w| {
+                kv::check_put(w, &p, lessor)?;
+                kv::put(w, &p, lessor)
+            })?;
+            return Ok(Applied::Put(resp));
         }
         if let Some(d) = req.delete_range {
-            let mut w = Writer { txn: self.kv.write(btx), store: &self.kv, changed: false };
-            let resp = kv::delete_range(&mut w, &d, &self.lessor);
-            self.finish(w);
-            return ApplyResult::DeleteRange(resp);
+            let lessor = &self.lessor;
+            let (resp, _) = self.write(btx, |w| Ok(kv::delete_range(w, &d, lessor)))?;
+            return Ok(Applied::DeleteRange(resp));
         }
         if let Some(t) = req.txn {
-            return match self.apply_txn(btx, &t) {
-                Ok(resp) => ApplyResult::Txn(resp),
-                Err(e) => ApplyResult::Error(e),
-            };
+            return Ok(Applied::Txn(self.apply_txn(btx, &t)?));
         }
         if let Some(c) = req.compaction {
             return self.apply_compaction(btx, &c);
@@ -228,30 +313,28 @@ impl Applier {
             return self.apply_lease_grant(btx, &g);
         }
         if let Some(r) = req.lease_revoke {
-            return match self.revoke_lease(btx, r.id) {
-                Ok(()) => ApplyResult::LeaseRevoke(LeaseRevokeResponse::default()),
-                Err(e) => ApplyResult::Error(e),
-            };
+            self.revoke_lease(btx, r.id)?;
+            return Ok(Applied::LeaseRevoke(LeaseRevokeResponse::default()));
         }
         if let Some(u) = req.member_update {
             if self.membership.get(u.id).is_none() {
-                return ApplyResult::Error(EtcdError::MemberNotFound);
+                return Err(EtcdError::MemberNotFound.into());
             }
             self.membership.update_peer_urls(btx, u.id, u.peer_ur_ls.clone());
             let _ = self.raft_tx.send(RaftInput::PeerUrls { id: u.id, urls: u.peer_ur_ls });
-            return ApplyResult::Members(self.membership.list());
+            return Ok(Applied::Members(self.membership.list()));
         }
         if let Some(r) = req.v2 {
-            return ApplyResult::V2(self.v2.apply(btx, &r));
+            return Ok(Applied::V2(self.v2.apply(btx, &r)));
         }
         if let Some(a) = req.member_attributes {
             self.membership.set_attributes(btx, a.id, &a.name, &a.client_urls);
-            return ApplyResult::Done;
+            return Ok(Applied::Done);
         }
-        ApplyResult::Error(EtcdError::NotCapable)
+        Err(EtcdError::NotCapable.into())
     }
 
-    fn apply_alarm(&mut self, btx: &mut BatchTx<'_>, a: &AlarmRequest) -> ApplyResult {
+    fn apply_alarm(&mut self, btx: &mut BatchTx<'_>, a: &AlarmRequest) -> Applied {
         use retcd_api::etcdserverpb::alarm_request::AlarmAction;
         use retcd_api::etcdserverpb::AlarmType;
         let alarms = match AlarmAction::try_from(a.action) {
@@ -267,14 +350,14 @@ impl Applier {
             Err(_) => vec![],
         };
         // etcd's applied alarm response carries no header.
-        ApplyResult::Alarm(AlarmResponse { header: None, alarms })
+        Applied::Alarm(AlarmResponse { header: None, alarms })
     }
 
     /// A membership change: the member list (in this batch) and raft's
     /// configuration (on the raft thread, waited for) change together; the
     /// resulting configuration is kept in the backend so a restart knows it
     /// without replaying the entry.
-    fn apply_conf_change(&mut self, btx: &mut BatchTx<'_>, e: &Entry) -> Option<(u64, ApplyResult)> {
+    fn apply_conf_change(&mut self, btx: &mut BatchTx<'_>, e: &Entry) -> Option<(u64, Outcome)> {
         use prost011::Message as _;
         use raft::eraftpb::ConfChangeType;
         let cc = match raft::eraftpb::ConfChange::decode(e.data.as_slice()) {
@@ -312,75 +395,78 @@ impl Applier {
             tracing::error!("this member has been permanently removed from the cluster; stopping");
             self.removed = true;
         }
-        Some((request_id, ApplyResult::Members(self.membership.list())))
+        Some((request_id, Ok(Applied::Members(self.membership.list()))))
     }
 
-    /// Ends a write transaction and hands its events to the watchers.
-    fn finish(&self, w: Writer<'_, '_>) -> i64 {
-        let rev = w.read_rev();
-        let events = w.txn.end();
-        self.watch.notify(rev, &events);
-        rev
-    }
-
-    fn apply_txn(&mut self, btx: &mut BatchTx<'_>, t: &TxnRequest) -> Result<TxnResponse, EtcdError> {
+    /// Runs `f` in a write transaction. Its changes become visible and go to
+    /// the watchers only if it succeeded and the store met no error on the
+    /// way; otherwise they are abandoned (a refusal has made none). Returns
+    /// `f`'s result and the revision reads in the transaction were at.
+    fn write<T>(
+        &self,
+        btx: &mut BatchTx<'_>,
+        f: impl FnOnce(&mut Writer<'_, '_>) -> Result<T, KvError>,
+    ) -> Result<(T, i64), ApplyError> {
         let mut w = Writer { txn: self.kv.write(btx), store: &self.kv, changed: false };
-        let path = kv::txn_path(&mut w, t);
-        if let Err(e) = kv::check_txn(&mut w, t, &path, &mut 0, Some(&self.lessor)) {
-            self.finish(w);
-            return Err(e);
-        }
-        let mut resp = kv::run_txn(&mut w, t, &path, &mut 0, &self.lessor);
-        let rev = self.finish(w);
+        let out = f(&mut w);
+        let failed = match (w.txn.take_error(), out) {
+            (None, Ok(t)) => {
+                let rev = w.read_rev();
+                self.watch.notify(rev, &w.txn.end());
+                return Ok((t, rev));
+            }
+            (None, Err(KvError::Refused(e))) => ApplyError::Refused(e),
+            (Some(e), _) | (None, Err(KvError::Storage(e))) => ApplyError::Failed(format!("storage error: {e}")),
+        };
+        WriteTxn::abandon(w.txn);
+        Err(failed)
+    }
+
+    fn apply_txn(&mut self, btx: &mut BatchTx<'_>, t: &TxnRequest) -> Result<TxnResponse, ApplyError> {
+        let lessor = &self.lessor;
+        let (mut resp, rev) = self.write(btx, |w| {
+            let path = kv::txn_path(w, t)?;
+            kv::check_txn(w, t, &path, &mut 0, Some(lessor))?;
+            kv::run_txn(w, t, &path, &mut 0, lessor)
+        })?;
         resp.header = Some(retcd_api::etcdserverpb::ResponseHeader { revision: rev, ..Default::default() });
         Ok(resp)
     }
 
-    fn apply_compaction(&mut self, btx: &mut BatchTx<'_>, c: &CompactionRequest) -> ApplyResult {
-        match self.kv.compact(btx, c.revision) {
-            Ok(job) => {
-                let (done_tx, done_rx) = oneshot::channel();
-                // The compactor thread lives as long as the server.
-                let _ = self.compactor.send((job, done_tx));
-                let header =
-                    Some(retcd_api::etcdserverpb::ResponseHeader { revision: self.kv.rev(), ..Default::default() });
-                ApplyResult::Compaction(CompactionResponse { header }, done_rx)
-            }
-            Err(e) => ApplyResult::Error(kv::mvcc_error(e)),
-        }
+    fn apply_compaction(&mut self, btx: &mut BatchTx<'_>, c: &CompactionRequest) -> Result<Applied, ApplyError> {
+        let job = self.kv.compact(btx, c.revision).map_err(KvError::from)?;
+        let (done_tx, done_rx) = oneshot::channel();
+        // The compactor thread lives as long as the server.
+        let _ = self.compactor.send((job, done_tx));
+        let header = Some(retcd_api::etcdserverpb::ResponseHeader { revision: self.kv.rev(), ..Default::default() });
+        Ok(Applied::Compaction(CompactionResponse { header }, done_rx))
     }
 
-    fn apply_lease_grant(&mut self, btx: &mut BatchTx<'_>, g: &LeaseGrantRequest) -> ApplyResult {
-        match self.lessor.grant(g.id, g.ttl) {
-            Ok(ttl) => {
-                let rec = LeaseRecord { id: g.id, ttl };
-                btx.put(Table::Lease, &lease_key(g.id), &rec.encode_to_vec());
-                ApplyResult::LeaseGrant(LeaseGrantResponse {
-                    header: Some(retcd_api::etcdserverpb::ResponseHeader {
-                        revision: self.kv.rev(),
-                        ..Default::default()
-                    }),
-                    id: g.id,
-                    ttl,
-                    error: String::new(),
-                })
-            }
-            Err(e) => ApplyResult::Error(e),
-        }
+    fn apply_lease_grant(&mut self, btx: &mut BatchTx<'_>, g: &LeaseGrantRequest) -> Result<Applied, ApplyError> {
+        let ttl = self.lessor.grant(g.id, g.ttl)?;
+        let rec = LeaseRecord { id: g.id, ttl };
+        btx.put(Table::Lease, &lease_key(g.id), &rec.encode_to_vec());
+        Ok(Applied::LeaseGrant(LeaseGrantResponse {
+            header: Some(retcd_api::etcdserverpb::ResponseHeader { revision: self.kv.rev(), ..Default::default() }),
+            id: g.id,
+            ttl,
+            error: String::new(),
+        }))
     }
 
     /// Revokes a lease and deletes its keys in one revision.
-    fn revoke_lease(&mut self, btx: &mut BatchTx<'_>, id: i64) -> Result<(), EtcdError> {
+    fn revoke_lease(&mut self, btx: &mut BatchTx<'_>, id: i64) -> Result<(), ApplyError> {
         let keys = self.lessor.revoke(id)?;
         btx.delete(Table::Lease, &lease_key(id));
         if !keys.is_empty() {
-            let mut w = Writer { txn: self.kv.write(btx), store: &self.kv, changed: false };
-            for key in &keys {
-                if !w.txn.delete_range(key, &[]).is_empty() {
-                    w.changed = true;
+            self.write(btx, |w| {
+                for key in &keys {
+                    if !w.txn.delete_range(key, &[]).is_empty() {
+                        w.changed = true;
+                    }
                 }
-            }
-            self.finish(w);
+                Ok(())
+            })?;
         }
         Ok(())
     }
@@ -388,7 +474,7 @@ impl Applier {
     /// Replaces the store with a leader's snapshot. A failure here leaves the
     /// member unable to continue safely: it stops, and the durable
     /// `.snap.db` file is installed on the next start.
-    fn install_snapshot(&mut self, data: SnapshotData) {
+    fn install_snapshot(&mut self, data: SnapshotData) -> Result<(), StopReason> {
         let index = data.index;
         let installed = snapshot::install(&self.backend, &self.kv, &data)
             .map_err(|e| e.to_string())
@@ -398,8 +484,7 @@ impl Applier {
             .and_then(|()| self.auth.reload(&self.backend).map_err(|e| e.to_string()))
             .and_then(|()| self.v2.reload(&self.backend).map_err(|e| e.to_string()));
         if let Err(e) = installed {
-            tracing::error!("installing the snapshot at index {index} failed: {e}; stopping");
-            std::process::exit(1);
+            return Err(StopReason::Failed(format!("installing the snapshot at index {index} failed: {e}")));
         }
         self.watch.reset(self.kv.rev());
         snapshot::remove_installed(&self.snap_dir, index);
@@ -407,6 +492,7 @@ impl Applier {
         self.applied.store(index, Ordering::Release);
         self.applied_tx.send_replace(index);
         tracing::info!("installed the snapshot at index {index} (revision {})", self.kv.rev());
+        Ok(())
     }
 
     /// Every `snapshot_count` entries: make the backend durable, then let the

@@ -9,9 +9,10 @@
 //! proposing, and bcrypt runs off the async runtime.
 
 pub mod apply;
+pub mod checks;
+pub mod credentials;
 pub mod jwt;
 pub mod perms;
-pub mod request;
 pub mod token;
 
 use std::collections::BTreeMap;

@@ -85,16 +85,15 @@ async fn compact(server: &EtcdServer, rev: i64, mode: &str) -> bool {
         compaction: Some(CompactionRequest { revision: rev, physical: false }),
         ..Default::default()
     };
-    match server.propose(req).await {
-        Ok(crate::apply::ApplyResult::Compaction(..)) | Ok(crate::apply::ApplyResult::Error(EtcdError::Compacted)) => {
+    match server.propose::<()>(req).await {
+        Ok(()) | Err(EtcdError::Compacted) => {
             tracing::info!("completed auto {mode} compaction (revision {rev})");
             true
         }
-        Ok(crate::apply::ApplyResult::Error(e)) | Err(e) => {
+        Err(e) => {
             tracing::warn!("failed auto {mode} compaction (revision {rev}): {e}");
             false
         }
-        Ok(_) => false,
     }
 }
 

@@ -119,7 +119,7 @@ async fn check(server: &EtcdServer) {
     for id in corrupt {
         let alarm =
             AlarmRequest { action: AlarmAction::Activate as i32, member_id: id, alarm: AlarmType::Corrupt as i32 };
-        if let Err(e) = server.propose(InternalRequest { alarm: Some(alarm), ..Default::default() }).await {
+        if let Err(e) = server.propose::<()>(InternalRequest { alarm: Some(alarm), ..Default::default() }).await {
             tracing::warn!("cannot raise the CORRUPT alarm for member {id:x}: {e}");
         }
     }

@@ -15,7 +15,7 @@ use raft::eraftpb::ConfChange;
 use retcd_api::errors::EtcdError;
 use retcd_api::etcdserverpb::alarm_request::AlarmAction;
 use retcd_api::etcdserverpb::request_op::Request;
-use retcd_api::etcdserverpb::{AlarmRequest, AlarmType, LeaseRevokeRequest, Member, ResponseHeader, TxnRequest};
+use retcd_api::etcdserverpb::{AlarmRequest, AlarmType, Member, ResponseHeader, TxnRequest};
 use retcd_api::retcdpb::peer_client::PeerClient;
 use retcd_api::retcdpb::{InternalRequest, LearnerSyncRequest, RequestHeader};
 use retcd_storage::backend::Backend;
@@ -24,6 +24,8 @@ use tokio::sync::oneshot;
 
 use crate::alarm::AlarmStore;
 use crate::apply::{Applied, FromApplied, Outcome};
+use crate::auth::credentials::Creds;
+use crate::auth::token::SimpleTokens;
 use crate::auth::{AuthInfo, AuthStore};
 use crate::ids::IdGenerator;
 use crate::lease::Lessor;
@@ -132,24 +134,47 @@ impl EtcdServer {
         Ok(PeerClient::new(channel))
     }
 
-    /// The credentials of a client request (see [`crate::auth::request::auth_info`]).
-    pub async fn auth_info(&self, creds: &crate::auth::request::Creds) -> Result<Option<AuthInfo>, EtcdError> {
-        crate::auth::request::auth_info(self, creds).await
+    /// The user a client request acts as: None without a token; an invalid
+    /// or expired token is etcd's "invalid auth token". A token naming a
+    /// raft index this member has not applied yet waits for it (the
+    /// Authenticate may have been served by another member). Without a
+    /// token, a client certificate verified under `--client-cert-auth` names
+    /// the user by its common name (etcd's AuthInfoFromTLS): a token, when
+    /// sent, wins.
+    pub async fn auth_info(&self, creds: &Creds) -> Result<Option<AuthInfo>, EtcdError> {
+        let Some(token) = creds.token.as_deref() else {
+            // Only connections verified against --trusted-ca-file carry a
+            // name (the listener asks for certificates only with
+            // --client-cert-auth).
+            return Ok(creds
+                .cert_cn
+                .as_ref()
+                .filter(|cn| !cn.is_empty())
+                .map(|cn| AuthInfo { username: cn.clone(), revision: self.auth.revision() }));
+        };
+        if !self.auth.tokens.is_simple() {
+            return self.auth.info_from_token(token).map(Some).ok_or(EtcdError::InvalidAuthToken);
+        }
+        let index = SimpleTokens::index_of(token).ok_or(EtcdError::InvalidAuthToken)?;
+        let mut applied = self.applied_rx.clone();
+        if *applied.borrow() < index {
+            let reached = tokio::time::timeout(self.settings.request_timeout, applied.wait_for(|a| *a >= index)).await;
+            if !matches!(reached, Ok(Ok(_))) {
+                return Err(EtcdError::InvalidAuthToken);
+            }
+        }
+        self.auth.info_from_token(token).map(Some).ok_or(EtcdError::InvalidAuthToken)
     }
 
     /// Refuses a request only root may make (when auth is enabled).
-    pub async fn check_admin(&self, creds: &crate::auth::request::Creds) -> Result<(), EtcdError> {
+    pub async fn check_admin(&self, creds: &Creds) -> Result<(), EtcdError> {
         let ai = self.auth_info(creds).await?;
         self.auth.check_admin(ai.as_ref())
     }
 
     /// Proposes a client's request with its credentials in the header; the
     /// apply thread checks its permissions against them.
-    pub async fn propose_as<T: FromApplied>(
-        &self,
-        mut req: InternalRequest,
-        creds: &crate::auth::request::Creds,
-    ) -> Result<T, EtcdError> {
+    pub async fn propose_as<T: FromApplied>(&self, mut req: InternalRequest, creds: &Creds) -> Result<T, EtcdError> {
         if let Some(ai) = self.auth_info(creds).await? {
             req.header = Some(RequestHeader { id: 0, username: ai.username, auth_revision: ai.revision });
         }
@@ -277,37 +302,5 @@ impl EtcdServer {
             Ok(Err(_)) => Err(EtcdError::Stopped),
             Err(_) => Err(EtcdError::Timeout),
         }
-    }
-
-    /// The leader's lease expiry loop: proposes a revoke for each expired
-    /// lease (at most 1000 a second, as etcd).
-    pub fn spawn_lease_expiry(self: &Arc<Self>) {
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(500));
-            loop {
-                tick.tick().await;
-                let Some(server) = weak.upgrade() else { return };
-                for id in server.lessor.take_expired(Duration::from_secs(3), 500) {
-                    let s = server.clone();
-                    tokio::spawn(async move {
-                        // The server revokes as root, as etcd does.
-                        let header = RequestHeader {
-                            id: 0,
-                            username: crate::auth::ROOT_USER.to_string(),
-                            auth_revision: s.auth.revision(),
-                        };
-                        let req = InternalRequest {
-                            header: Some(header),
-                            lease_revoke: Some(LeaseRevokeRequest { id }),
-                            ..Default::default()
-                        };
-                        if let Err(e) = s.propose::<()>(req).await {
-                            tracing::warn!("failed to revoke expired lease {id:x}: {e}");
-                        }
-                    });
-                }
-            }
-        });
     }
 }

@@ -18,7 +18,6 @@ use axum::Router;
 use retcd_api::retcdpb::{InternalRequest, V2Request};
 
 use super::{clean_path, now_nanos, Event, V2Error, WatchOutcome};
-use crate::apply::ApplyResult;
 use crate::server::EtcdServer;
 
 pub fn routes(server: &Arc<EtcdServer>) -> Router {
@@ -247,16 +246,11 @@ async fn handle(
         time: 0,
         refresh,
     };
-    let result = server
+    let applied: Result<_, V2Error> = server
         .propose(InternalRequest { v2: Some(req), ..Default::default() })
         .await
         .map_err(|e| V2Error::new(300, e.to_string(), 0))?;
-    match result {
-        ApplyResult::V2(Ok(e)) => Ok(event_response(server, &e, no_value)),
-        ApplyResult::V2(Err(e)) => Err(e),
-        ApplyResult::Error(e) => Err(V2Error::new(300, e.to_string(), 0)),
-        _ => Err(V2Error::new(300, "unexpected apply result", 0)),
-    }
+    Ok(event_response(server, &applied?, no_value))
 }
 
 /// `wait=true`: the headers go out at once (as etcd flushes them), the

@@ -734,28 +734,6 @@ fn expire(inner: &mut Inner, st: &mut Staged<'_, '_>, time: i64) -> Result<Event
     last.ok_or_else(|| V2Error::new(100, "nothing expired", inner.index))
 }
 
-/// On the leader, every half second: when some node's TTL ran out,
-/// propose a SYNC with the leader's clock (etcd's v2 expiry).
-pub fn spawn_expiry(server: &std::sync::Arc<crate::server::EtcdServer>) {
-    let weak = std::sync::Arc::downgrade(server);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
-        loop {
-            tick.tick().await;
-            let Some(server) = weak.upgrade() else { return };
-            let now = now_nanos();
-            if !server.raft.is_leader() || !server.v2.has_expired(now) {
-                continue;
-            }
-            let req = V2Request { method: "SYNC".into(), time: now, ..Default::default() };
-            let req = retcd_api::retcdpb::InternalRequest { v2: Some(req), ..Default::default() };
-            if let Err(e) = server.propose(req).await {
-                tracing::warn!("failed to expire v2 keys: {e}");
-            }
-        }
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

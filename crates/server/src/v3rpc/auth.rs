@@ -13,8 +13,6 @@ use retcd_api::retcdpb::{
 };
 use tonic::{Request, Response, Status};
 
-use super::kv::apply_error;
-use crate::apply::ApplyResult;
 use crate::auth::apply::AuthApplied;
 use crate::auth::token::SimpleTokens;
 use crate::server::EtcdServer;
@@ -36,18 +34,14 @@ fn truncate_password(p: &str) -> &[u8] {
 impl AuthService {
     async fn run(
         &self,
-        creds: &crate::auth::request::Creds,
+        creds: &crate::auth::credentials::Creds,
         op: AuthOp,
     ) -> Result<(Option<ResponseHeader>, AuthApplied), Status> {
         let req = InternalRequest { auth: Some(AuthRequest { request: Some(op) }), ..Default::default() };
-        match self.server.propose_as(req, creds).await? {
-            ApplyResult::Auth(out) => {
-                let mut header = None;
-                self.server.fill_header(&mut header);
-                Ok((header, out))
-            }
-            other => Err(apply_error(other)),
-        }
+        let out = self.server.propose_as(req, creds).await?;
+        let mut header = None;
+        self.server.fill_header(&mut header);
+        Ok((header, out))
     }
 
     async fn dummy_verify(&self, password: &str) {
@@ -79,7 +73,7 @@ impl AuthService {
 
 macro_rules! done {
     ($self:ident, $req:ident, $variant:ident, $resp:ident) => {{
-        let creds = crate::auth::request::Creds::from_request(&$req);
+        let creds = crate::auth::credentials::Creds::from_request(&$req);
         let (header, _) = $self.run(&creds, AuthOp::$variant($req.into_inner())).await?;
         Ok(Response::new($resp { header }))
     }};
@@ -106,7 +100,7 @@ impl Auth for AuthService {
     }
 
     async fn authenticate(&self, req: Request<AuthenticateRequest>) -> Result<Response<AuthenticateResponse>, Status> {
-        let creds = crate::auth::request::Creds::from_request(&req);
+        let creds = crate::auth::credentials::Creds::from_request(&req);
         let r = req.into_inner();
         self.server.linearizable_read().await?;
         // Bounded: a concurrent auth change makes the check stale; etcd retries
@@ -156,7 +150,7 @@ impl Auth for AuthService {
     }
 
     async fn user_add(&self, req: Request<AuthUserAddRequest>) -> Result<Response<AuthUserAddResponse>, Status> {
-        let creds = crate::auth::request::Creds::from_request(&req);
+        let creds = crate::auth::credentials::Creds::from_request(&req);
         let r = req.into_inner();
         let no_password = r.options.as_ref().is_some_and(|o| o.no_password);
         // Cheap refusals first, so bad requests do not cost a bcrypt round
@@ -173,7 +167,7 @@ impl Auth for AuthService {
     }
 
     async fn user_get(&self, req: Request<AuthUserGetRequest>) -> Result<Response<AuthUserGetResponse>, Status> {
-        let creds = crate::auth::request::Creds::from_request(&req);
+        let creds = crate::auth::credentials::Creds::from_request(&req);
         let (header, out) = self.run(&creds, AuthOp::UserGet(req.into_inner())).await?;
         let roles = match out {
             AuthApplied::Names(n) => n,
@@ -183,7 +177,7 @@ impl Auth for AuthService {
     }
 
     async fn user_list(&self, req: Request<AuthUserListRequest>) -> Result<Response<AuthUserListResponse>, Status> {
-        let creds = crate::auth::request::Creds::from_request(&req);
+        let creds = crate::auth::credentials::Creds::from_request(&req);
         let (header, out) = self.run(&creds, AuthOp::UserList(req.into_inner())).await?;
         let users = match out {
             AuthApplied::Names(n) => n,
@@ -203,7 +197,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthUserChangePasswordRequest>,
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
-        let creds = crate::auth::request::Creds::from_request(&req);
+        let creds = crate::auth::credentials::Creds::from_request(&req);
         let r = req.into_inner();
         // Refuse before hashing when the caller may not change passwords.
         let ai = self.server.auth_info(&creds).await?;
@@ -233,7 +227,7 @@ impl Auth for AuthService {
     }
 
     async fn role_get(&self, req: Request<AuthRoleGetRequest>) -> Result<Response<AuthRoleGetResponse>, Status> {
-        let creds = crate::auth::request::Creds::from_request(&req);
+        let creds = crate::auth::credentials::Creds::from_request(&req);
         let (header, out) = self.run(&creds, AuthOp::RoleGet(req.into_inner())).await?;
         let perm = match out {
             AuthApplied::Perms(p) => p,
@@ -243,7 +237,7 @@ impl Auth for AuthService {
     }
 
     async fn role_list(&self, req: Request<AuthRoleListRequest>) -> Result<Response<AuthRoleListResponse>, Status> {
-        let creds = crate::auth::request::Creds::from_request(&req);
+        let creds = crate::auth::credentials::Creds::from_request(&req);
         let (header, out) = self.run(&creds, AuthOp::RoleList(req.into_inner())).await?;
         let roles = match out {
             AuthApplied::Names(n) => n,

@@ -16,8 +16,6 @@ use retcd_api::etcdserverpb::{
 use retcd_api::retcdpb::InternalRequest;
 use tonic::{Request, Response, Status};
 
-use super::kv::apply_error;
-use crate::apply::ApplyResult;
 use crate::etcd::parse_urls;
 use crate::server::EtcdServer;
 
@@ -62,7 +60,7 @@ impl ClusterService {
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(&self, req: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
-        self.server.check_admin(&crate::auth::request::Creds::from_request(&req)).await?;
+        self.server.check_admin(&crate::auth::credentials::Creds::from_request(&req)).await?;
         self.synced().await?;
         let r = req.into_inner();
         Self::check_urls(&r.peer_ur_ls)?;
@@ -95,7 +93,7 @@ impl Cluster for ClusterService {
     }
 
     async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
-        self.server.check_admin(&crate::auth::request::Creds::from_request(&req)).await?;
+        self.server.check_admin(&crate::auth::credentials::Creds::from_request(&req)).await?;
         self.synced().await?;
         let id = req.into_inner().id;
         let member = self.server.membership.get(id).ok_or(EtcdError::MemberNotFound)?;
@@ -108,7 +106,7 @@ impl Cluster for ClusterService {
     }
 
     async fn member_update(&self, req: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
-        self.server.check_admin(&crate::auth::request::Creds::from_request(&req)).await?;
+        self.server.check_admin(&crate::auth::credentials::Creds::from_request(&req)).await?;
         self.synced().await?;
         let r = req.into_inner();
         Self::check_urls(&r.peer_ur_ls)?;
@@ -117,10 +115,8 @@ impl Cluster for ClusterService {
         if others.flat_map(|m| m.peer_ur_ls).any(|u| r.peer_ur_ls.contains(&u)) {
             return Err(EtcdError::PeerURLExist.into());
         }
-        match self.server.propose(InternalRequest { member_update: Some(r), ..Default::default() }).await? {
-            ApplyResult::Members(members) => Ok(Response::new(MemberUpdateResponse { header: self.header(), members })),
-            other => Err(apply_error(other)),
-        }
+        let members = self.server.propose(InternalRequest { member_update: Some(r), ..Default::default() }).await?;
+        Ok(Response::new(MemberUpdateResponse { header: self.header(), members }))
     }
 
     async fn member_list(&self, _req: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
@@ -131,7 +127,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        self.server.check_admin(&crate::auth::request::Creds::from_request(&req)).await?;
+        self.server.check_admin(&crate::auth::credentials::Creds::from_request(&req)).await?;
         self.synced().await?;
         let id = req.into_inner().id;
         let member = self.server.membership.get(id).ok_or(EtcdError::MemberNotFound)?;

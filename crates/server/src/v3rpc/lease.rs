@@ -13,12 +13,9 @@ use retcd_api::etcdserverpb::{
     LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
     LeaseTimeToLiveResponse,
 };
-use retcd_api::retcdpb::InternalRequest;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::kv::apply_error;
-use crate::apply::ApplyResult;
 use crate::server::EtcdServer;
 
 pub struct LeaseService {
@@ -30,31 +27,13 @@ type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, 
 #[tonic::async_trait]
 impl Lease for LeaseService {
     async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
-        let creds = crate::auth::request::Creds::from_request(&req);
-        let mut r = req.into_inner();
-        if r.id == 0 {
-            // Server-chosen ids are positive (etcd masks the sign bit).
-            r.id = (self.server.ids.next() & (i64::MAX as u64)) as i64;
-        }
-        match self.server.propose_as(InternalRequest { lease_grant: Some(r), ..Default::default() }, &creds).await? {
-            ApplyResult::LeaseGrant(mut resp) => {
-                self.server.fill_header(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            other => Err(apply_error(other)),
-        }
+        let creds = crate::auth::credentials::Creds::from_request(&req);
+        Ok(Response::new(self.server.lease_grant(req.into_inner(), &creds).await?))
     }
 
     async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
-        let creds = crate::auth::request::Creds::from_request(&req);
-        let r = req.into_inner();
-        match self.server.propose_as(InternalRequest { lease_revoke: Some(r), ..Default::default() }, &creds).await? {
-            ApplyResult::LeaseRevoke(mut resp) => {
-                self.server.fill_header(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            other => Err(apply_error(other)),
-        }
+        let creds = crate::auth::credentials::Creds::from_request(&req);
+        Ok(Response::new(self.server.lease_revoke(req.into_inner(), &creds).await?))
     }
 
     type LeaseKeepAliveStream = KeepAliveStream;
@@ -91,7 +70,7 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        let creds = crate::auth::request::Creds::from_request(&req);
+        let creds = crate::auth::credentials::Creds::from_request(&req);
         let r = req.into_inner();
         let ai = self.server.auth_info(&creds).await?;
         let header = Some(self.server.header(self.server.kv.rev()));

@@ -17,15 +17,9 @@ use retcd_api::retcdpb::InternalRequest;
 use retcd_storage::backend::{Table, CONSISTENT_INDEX_KEY};
 use tonic::{Request, Response, Status};
 
-use super::kv::apply_error;
 use crate::apply::kv::mvcc_error;
-use crate::apply::ApplyResult;
 use crate::raft::RaftInput;
 use crate::server::EtcdServer;
-
-/// The etcd release whose API and behaviour retcd implements; reported as
-/// the server version so clients that gate features on it work.
-pub const ETCD_COMPAT_VERSION: &str = "3.4.23";
 
 pub struct MaintenanceService {
     pub server: Arc<EtcdServer>,
@@ -39,10 +33,7 @@ impl Maintenance for MaintenanceService {
     /// the cluster's state at a point in the log.
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         let r = req.into_inner();
-        match self.server.propose(InternalRequest { alarm: Some(r), ..Default::default() }).await? {
-            ApplyResult::Alarm(resp) => Ok(Response::new(resp)),
-            other => Err(apply_error(other)),
-        }
+        Ok(Response::new(self.server.propose(InternalRequest { alarm: Some(r), ..Default::default() }).await?))
     }
 
     async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
@@ -50,7 +41,7 @@ impl Maintenance for MaintenanceService {
         let applied = s.applied.load(std::sync::atomic::Ordering::Acquire);
         Ok(Response::new(StatusResponse {
             header: Some(s.header(s.kv.rev())),
-            version: ETCD_COMPAT_VERSION.to_string(),
+            version: crate::version::SERVER.to_string(),
             db_size: s.backend.size() as i64,
             leader: s.raft.leader(),
             raft_index: s.raft.commit.load(std::sync::atomic::Ordering::Acquire),
@@ -65,7 +56,7 @@ impl Maintenance for MaintenanceService {
     /// Rewrites the backend file without its free pages; writes wait.
     async fn defragment(&self, req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
         self.server
-            .check_admin(&crate::auth::request::Creds::from_request(&req))
+            .check_admin(&crate::auth::credentials::Creds::from_request(&req))
             .await
             .map_err(crate::auth::untranslated)?;
         let s = self.server.clone();
@@ -86,7 +77,7 @@ impl Maintenance for MaintenanceService {
 
     async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         self.server
-            .check_admin(&crate::auth::request::Creds::from_request(&req))
+            .check_admin(&crate::auth::credentials::Creds::from_request(&req))
             .await
             .map_err(crate::auth::untranslated)?;
         let s = self.server.clone();
@@ -98,7 +89,7 @@ impl Maintenance for MaintenanceService {
 
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
         self.server
-            .check_admin(&crate::auth::request::Creds::from_request(&req))
+            .check_admin(&crate::auth::credentials::Creds::from_request(&req))
             .await
             .map_err(crate::auth::untranslated)?;
         let rev = req.into_inner().revision;
@@ -120,7 +111,7 @@ impl Maintenance for MaintenanceService {
     /// [`crate::backup`]).
     async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
         self.server
-            .check_admin(&crate::auth::request::Creds::from_request(&req))
+            .check_admin(&crate::auth::credentials::Creds::from_request(&req))
             .await
             .map_err(crate::auth::untranslated)?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);

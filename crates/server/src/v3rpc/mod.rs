@@ -1,5 +1,6 @@
-//! The gRPC services, one module per etcd service, and the client listener
-//! that serves them, and the JSON gateway ([`crate::gateway`]), on one port.
+//! The gRPC services, one module per etcd service, routed together with
+//! their interceptors (`crate::etcd` puts the JSON gateway and the HTTP
+//! endpoints on the same port).
 
 pub mod auth;
 pub mod cluster;
@@ -71,5 +72,4 @@ pub fn routes(server: &Arc<EtcdServer>) -> axum::Router {
         .add_service(election)
         .into_axum_router()
         .layer(interceptors::InterceptLayer { raft: server.raft.clone() })
-        .merge(crate::gateway::routes(server))
 }

@@ -40,7 +40,7 @@ impl Watch for WatchService {
 
     async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
         // Each create is checked against the stream's token, as etcd does.
-        let creds = crate::auth::request::Creds::from_request(&req);
+        let creds = crate::auth::credentials::Creds::from_request(&req);
         let mut inbound = req.into_inner();
         let stream_id = NEXT_STREAM.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::channel::<StreamMsg>(STREAM_QUEUE);
@@ -122,7 +122,7 @@ impl Watch for WatchService {
 /// Handles a create request; false if the stream is gone.
 async fn create(
     server: &Arc<EtcdServer>,
-    creds: &crate::auth::request::Creds,
+    creds: &crate::auth::credentials::Creds,
     stream_id: u64,
     next_id: &mut i64,
     c: WatchCreateRequest,
@@ -179,7 +179,7 @@ async fn create(
 /// Read permission on the range exactly as the client asked for it.
 async fn watch_permitted(
     server: &EtcdServer,
-    creds: &crate::auth::request::Creds,
+    creds: &crate::auth::credentials::Creds,
     c: &WatchCreateRequest,
 ) -> Result<(), EtcdError> {
     let ai = server.auth_info(creds).await?;
