@@ -436,6 +436,50 @@ impl Config {
         self.initial_cluster()?;
         Ok(())
     }
+
+    /// `--initial-advertise-peer-urls`, in the order given.
+    pub fn advertised_peer_urls(&self) -> Vec<String> {
+        split_list(&self.initial_advertise_peer_urls)
+    }
+}
+
+/// A URL to listen on: its address and whether it is `https`.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenUrl {
+    pub addr: std::net::SocketAddr,
+    pub tls: bool,
+}
+
+/// Parses a `--listen-*-urls` list (`flag` names it in errors). Hosts are IP
+/// addresses, or `localhost`, which etcd binds to the IPv4 loopback.
+pub fn parse_listen_urls(list: &str, flag: &str) -> Result<Vec<ListenUrl>, String> {
+    let mut out = Vec::new();
+    for url in split_list(list) {
+        let bad = |reason: &str| format!("--{flag}: {url:?}: {reason}");
+        let (rest, tls) = if let Some(r) = url.strip_prefix("http://") {
+            (r, false)
+        } else if let Some(r) = url.strip_prefix("https://") {
+            (r, true)
+        } else {
+            return Err(bad("URL scheme must be http or https"));
+        };
+        let hostport = rest.trim_end_matches('/');
+        let (host, port) = hostport.rsplit_once(':').ok_or_else(|| bad("missing port"))?;
+        let port: u16 = port.parse().map_err(|_| bad("invalid port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let ip = if host == "localhost" {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            host.parse().map_err(|_| bad("host must be an IP address or localhost"))?
+        };
+        out.push(ListenUrl { addr: std::net::SocketAddr::new(ip, port), tls });
+    }
+    Ok(out)
+}
+
+/// The non-empty, trimmed items of a comma-separated flag value.
+pub fn split_list(s: &str) -> Vec<String> {
+    s.split(',').map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect()
 }
 
 /// A duration flag, in Go's syntax (see [`retcd_api::duration`]).

@@ -33,7 +33,7 @@ fn discovery_new(args: Vec<String>) -> i32 {
             return 1;
         }
     };
-    match runtime.block_on(retcd_server::discovery_v2::new_token(&opts.endpoint, opts.size)) {
+    match runtime.block_on(retcd_server::discovery::v2::new_token(&opts.endpoint, opts.size)) {
         Ok(url) => {
             println!("{url}");
             0

@@ -1,7 +1,8 @@
 //! The peer listener: what other members call on `--listen-peer-urls`.
 //! Raft message batches go to the raft thread; forwarded lease requests are
 //! answered by this member's lessor (they are sent here because this member
-//! leads).
+//! leads). [`crate::peer_dial`] is the other side: how this member calls
+//! its peers.
 
 use std::sync::Arc;
 

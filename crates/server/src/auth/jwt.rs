@@ -38,7 +38,7 @@ impl JwtTokens {
         let method = opts.get("sign-method").map(String::as_str).unwrap_or("");
         let alg: Algorithm = method.parse().map_err(|_| "auth: invalid auth signature method".to_string())?;
         let ttl = match opts.get("ttl") {
-            Some(t) => crate::config::parse_duration(t)?,
+            Some(t) => retcd_api::duration::parse_go_duration(t)?,
             None => DEFAULT_TTL,
         };
         let read = |name: &str| -> Result<Option<Vec<u8>>, String> {

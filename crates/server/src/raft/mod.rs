@@ -132,6 +132,22 @@ pub type LeaderChangeHook = Box<dyn Fn(u64, bool) + Send>;
 /// Called on the raft thread when a proposal cannot be accepted (no leader).
 pub type DropHook = Box<dyn Fn(u64) + Send>;
 
+/// What the raft thread shares with the rest of the member.
+pub struct RaftLinks {
+    /// Proposals, messages from peers, read-index and snapshot requests.
+    pub inputs: Receiver<RaftInput>,
+    /// Committed entries, to the apply thread.
+    pub apply_tx: Sender<ApplyTask>,
+    /// Leader, term and indexes, for the request handlers.
+    pub status: Arc<RaftStatus>,
+    /// The apply thread's progress (raft compacts its log behind it).
+    pub applied: Arc<AtomicU64>,
+    /// Set when the member stops.
+    pub stop: Arc<AtomicBool>,
+    pub on_leader_change: LeaderChangeHook,
+    pub on_drop: DropHook,
+}
+
 pub struct RaftNode {
     node: RawNode<MemStorage>,
     transport: transport::Transport,
@@ -170,21 +186,16 @@ pub enum RaftError {
 }
 
 impl RaftNode {
-    #[allow(clippy::too_many_arguments)]
+    /// A node restarting from `boot` at `applied_index` (the backend's).
     pub fn new(
         boot: Boot,
         transport: transport::Transport,
         backend: Arc<Backend>,
         settings: RaftSettings,
         applied_index: u64,
-        inputs: Receiver<RaftInput>,
-        apply_tx: Sender<ApplyTask>,
-        status: Arc<RaftStatus>,
-        applied: Arc<AtomicU64>,
-        stop: Arc<AtomicBool>,
-        on_leader_change: LeaderChangeHook,
-        on_drop: DropHook,
+        links: RaftLinks,
     ) -> Result<RaftNode, RaftError> {
+        let RaftLinks { inputs, apply_tx, status, applied, stop, on_leader_change, on_drop } = links;
         let cfg = raft::Config {
             id: settings.id,
             election_tick: settings.election_ticks,

@@ -1,7 +1,7 @@
 //! The v2 keys store (`--enable-v2`): etcd v2's hierarchical key space of
 //! directories and files, its own index, TTLs, and a short event history
 //! for `wait=true` watches. Enough of it for the discovery protocol and for
-//! simple v2 clients.
+//! simple v2 clients. Its HTTP API is `crate::http::v2keys`.
 //!
 //! Only the apply thread changes it ([`V2Store::apply`]), inside the entry's
 //! backend batch, so the nodes in the `v2keys` table and the index always
@@ -11,8 +11,6 @@
 //!
 //! The store never reads the clock while applying, except to render the
 //! `ttl` of a node (what a client sees, not what is stored).
-
-pub mod http;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};

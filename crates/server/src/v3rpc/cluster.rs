@@ -16,7 +16,7 @@ use retcd_api::etcdserverpb::{
 use retcd_api::retcdpb::InternalRequest;
 use tonic::{Request, Response, Status};
 
-use crate::etcd::parse_urls;
+use crate::config::parse_listen_urls;
 use crate::server::EtcdServer;
 
 pub struct ClusterService {
@@ -37,7 +37,7 @@ impl ClusterService {
     }
 
     fn check_urls(urls: &[String]) -> Result<(), EtcdError> {
-        if urls.is_empty() || parse_urls(&urls.join(","), "peer-urls").is_err() {
+        if urls.is_empty() || parse_listen_urls(&urls.join(","), "peer-urls").is_err() {
             return Err(EtcdError::MemberBadURLs);
         }
         Ok(())

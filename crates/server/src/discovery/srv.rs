@@ -20,8 +20,7 @@ use crate::config::{Config, ConfigError};
 pub fn resolve_initial_cluster(cfg: &mut Config) -> Result<(), ConfigError> {
     let Some(domain) = cfg.discovery_srv.clone().filter(|d| !d.is_empty()) else { return Ok(()) };
     let resolver = Resolver::system().map_err(|e| ConfigError(e.0))?;
-    let advertised: Vec<String> =
-        cfg.initial_advertise_peer_urls.split(',').map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect();
+    let advertised: Vec<String> = cfg.advertised_peer_urls();
     let suffix = if cfg.discovery_srv_name.is_empty() { String::new() } else { format!("-{}", cfg.discovery_srv_name) };
     let mut entries = Vec::new();
     let mut errors = Vec::new();

@@ -384,8 +384,7 @@ pub fn self_config(name: &str, peer_urls: &[String]) -> String {
 /// found and the discovery URL as the cluster token (as etcd does, so the
 /// member ids match etcd's for the same URLs and token).
 pub async fn resolve(cfg: &Config, durl: &str) -> Result<Config, String> {
-    let mut own: Vec<String> =
-        cfg.initial_advertise_peer_urls.split(',').map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect();
+    let mut own: Vec<String> = cfg.advertised_peer_urls();
     own.sort();
     let id = crate::ids::member_id(&own, durl);
     let mut d = Discovery::new(durl, cfg.discovery_proxy.as_deref(), id).map_err(|e| join_error(cfg, durl, &e))?;

@@ -17,8 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use retcd_api::retcdpb::{InternalRequest, V2Request};
 
-use super::{clean_path, now_nanos, Event, V2Error, WatchOutcome};
 use crate::server::EtcdServer;
+use crate::v2store::{clean_path, now_nanos, Event, V2Error, WatchOutcome};
 
 pub fn routes(server: &Arc<EtcdServer>) -> Router {
     Router::new()

@@ -1,5 +1,8 @@
 //! The plain HTTP endpoints etcd serves next to gRPC on the client port (and
-//! on `--listen-metrics-urls`): `/health`, `/version` and `/metrics`.
+//! on `--listen-metrics-urls`): `/health`, `/version` and `/metrics`; and
+//! etcd's v2 keys API ([`v2keys`], with `--enable-v2`).
+
+pub mod v2keys;
 
 use std::sync::Arc;
 use std::time::Duration;
