@@ -11,8 +11,8 @@ use retcd_client::{prefix_end, EtcdError};
 use crate::cli::{AuthCommand, PermArgs, RoleCommand, UserCommand};
 use crate::context::{out, Ctx};
 use crate::exit::{CtlError, EXIT_ERROR};
-use crate::printer::gofmt::quote;
-use crate::printer::{json, Format, Printer};
+use crate::printer::auth::{RoleGet, UserGet};
+use crate::printer::{HeaderOnly, Printer};
 
 fn read_line() -> Result<String, CtlError> {
     let mut line = String::new();
@@ -39,92 +39,10 @@ fn ask_password(name: &str, interactive: bool) -> Result<String, CtlError> {
     Ok(p1)
 }
 
-/// Prints a header-only auth response: `simple` text, json header, fields header.
+/// Prints a header-only auth response: `text` for `simple`.
 fn done(p: &Printer, header: &Option<ResponseHeader>, text: String) -> Result<(), CtlError> {
-    out(p.header_only(header, text)?);
+    out(p.print(&HeaderOnly { header, text })?);
     Ok(())
-}
-
-fn unsupported(f: Format) -> CtlError {
-    let name = match f {
-        Format::Fields => "fields",
-        Format::Table => "table",
-        Format::Protobuf => "protobuf",
-        _ => "simple",
-    };
-    CtlError::new(crate::exit::EXIT_BAD_FEATURE, format!("{name} not supported as output format"))
-}
-
-fn perm_type_name(t: i32) -> &'static str {
-    match permission::Type::try_from(t) {
-        Ok(permission::Type::Read) => "READ",
-        Ok(permission::Type::Write) => "WRITE",
-        Ok(permission::Type::Readwrite) => "READWRITE",
-        Err(_) => "READ",
-    }
-}
-
-fn role_get_text(p: &Printer, role: &str, r: &AuthRoleGetResponse) -> Result<String, CtlError> {
-    match p.format {
-        Format::Simple => {
-            let range = |perm: &Permission| {
-                let key = String::from_utf8_lossy(&perm.key).into_owned();
-                let end = String::from_utf8_lossy(&perm.range_end).into_owned();
-                if perm.range_end.is_empty() {
-                    return format!("\t{key}\n");
-                }
-                let mut s =
-                    if perm.range_end != [0] { format!("\t[{key}, {end})") } else { format!("\t[{key}, <open ended>") };
-                if prefix_end(&perm.key) == perm.range_end {
-                    s.push_str(&format!(" (prefix {key})"));
-                }
-                s.push('\n');
-                s
-            };
-            let mut s = format!("Role {role}\nKV Read:\n");
-            for perm in &r.perm {
-                if perm.perm_type == permission::Type::Read as i32
-                    || perm.perm_type == permission::Type::Readwrite as i32
-                {
-                    s.push_str(&range(perm));
-                }
-            }
-            s.push_str("KV Write:\n");
-            for perm in &r.perm {
-                if perm.perm_type == permission::Type::Write as i32
-                    || perm.perm_type == permission::Type::Readwrite as i32
-                {
-                    s.push_str(&range(perm));
-                }
-            }
-            Ok(s)
-        }
-        Format::Json => {
-            let mut o = json::Obj::new();
-            o.header(&r.header);
-            if !r.perm.is_empty() {
-                let items = r.perm.iter().map(|perm| {
-                    json::Obj::new()
-                        .num("permType", perm.perm_type, true)
-                        .bytes("key", &perm.key)
-                        .bytes("range_end", &perm.range_end)
-                        .done()
-                });
-                o.raw("perm", &json::array(items));
-            }
-            Ok(o.done() + "\n")
-        }
-        Format::Fields => {
-            let mut s = p.header_only(&r.header, String::new())?;
-            for perm in &r.perm {
-                s.push_str(&format!("\"PermType\" :  {}\n", perm_type_name(perm.perm_type)));
-                s.push_str(&format!("\"Key\" : {}\n", quote(&perm.key)));
-                s.push_str(&format!("\"RangeEnd\" : {}\n", quote(&perm.range_end)));
-            }
-            Ok(s)
-        }
-        f => Err(unsupported(f)),
-    }
 }
 
 pub async fn user(ctx: &Ctx, cmd: UserCommand) -> Result<(), CtlError> {
@@ -173,18 +91,11 @@ pub async fn user(ctx: &Ctx, cmd: UserCommand) -> Result<(), CtlError> {
                 for role in &r.roles {
                     out("\n");
                     let rr = client.role_get(AuthRoleGetRequest { role: role.clone() }).await?;
-                    out(role_get_text(&p, role, &rr)?);
+                    out(p.print(&RoleGet { role, resp: &rr })?);
                 }
                 return Ok(());
             }
-            match p.format {
-                Format::Simple => {
-                    let roles: String = r.roles.iter().map(|x| format!(" {x}")).collect();
-                    out(format!("User: {name}\nRoles:{roles}\n"));
-                }
-                Format::Json => out(json::names(&r.header, "roles", &r.roles) + "\n"),
-                f => return Err(unsupported(f)),
-            }
+            out(p.print(&UserGet { name: &name, resp: &r })?);
             Ok(())
         }
         UserCommand::List(a) => {
@@ -194,11 +105,7 @@ pub async fn user(ctx: &Ctx, cmd: UserCommand) -> Result<(), CtlError> {
             let client = ctx.client_for(ctx.global.endpoints.clone(), false)?;
             let p = ctx.printer()?;
             let r = client.user_list(AuthUserListRequest {}).await?;
-            match p.format {
-                Format::Simple => out(r.users.iter().map(|u| format!("{u}\n")).collect::<String>()),
-                Format::Json => out(json::names(&r.header, "users", &r.users) + "\n"),
-                f => return Err(unsupported(f)),
-            }
+            out(p.print(&r)?);
             Ok(())
         }
         UserCommand::Passwd(a) => {
@@ -294,7 +201,7 @@ pub async fn role(ctx: &Ctx, cmd: RoleCommand) -> Result<(), CtlError> {
             let client = ctx.client_for(ctx.global.endpoints.clone(), false)?;
             let p = ctx.printer()?;
             let r = client.role_get(AuthRoleGetRequest { role: role.clone() }).await?;
-            out(role_get_text(&p, &role, &r)?);
+            out(p.print(&RoleGet { role: &role, resp: &r })?);
             Ok(())
         }
         RoleCommand::List(a) => {
@@ -304,20 +211,7 @@ pub async fn role(ctx: &Ctx, cmd: RoleCommand) -> Result<(), CtlError> {
             let client = ctx.client_for(ctx.global.endpoints.clone(), false)?;
             let p = ctx.printer()?;
             let r = client.role_list(AuthRoleListRequest {}).await?;
-            match p.format {
-                Format::Simple => out(r.roles.iter().map(|x| format!("{x}\n")).collect::<String>()),
-                Format::Json => out(json::names(&r.header, "roles", &r.roles) + "\n"),
-                Format::Fields => {
-                    let mut s = p.header_only(&r.header, String::new())?;
-                    s.push_str("\"Roles\" :");
-                    for role in &r.roles {
-                        s.push_str(&format!(" {}", quote(role.as_bytes())));
-                    }
-                    s.push('\n');
-                    out(s);
-                }
-                f => return Err(unsupported(f)),
-            }
+            out(p.print(&r)?);
             Ok(())
         }
         RoleCommand::GrantPermission(a) => {

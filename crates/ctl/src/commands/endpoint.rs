@@ -8,7 +8,8 @@ use crate::cli::{EndpointArgs, EndpointCommand};
 use crate::commands::int_flag;
 use crate::context::{err, out, Ctx};
 use crate::exit::{CtlError, EXIT_ERROR};
-use crate::printer::EpHealth;
+use crate::printer::endpoint::EpHealth;
+use crate::printer::Format;
 
 /// `--endpoints`, or with `--cluster` every member's client URLs.
 pub async fn endpoints(ctx: &Ctx, cluster: bool) -> Result<Vec<String>, CtlError> {
@@ -63,9 +64,13 @@ async fn health(ctx: &Ctx, cluster: bool) -> Result<(), CtlError> {
             list.push(h);
         }
     }
-    let (stdout, stderr) = printer.endpoint_health(&list)?;
-    out(stdout);
-    err(stderr);
+    let text = printer.print(list.as_slice())?;
+    // etcdctl's simple health report goes to stderr; the others to stdout.
+    if printer.format == Format::Simple {
+        err(String::from_utf8_lossy(&text));
+    } else {
+        out(text);
+    }
     if list.iter().any(|h| !h.error.is_empty()) {
         return Err(CtlError::new(EXIT_ERROR, "unhealthy cluster"));
     }
@@ -87,7 +92,7 @@ async fn status(ctx: &Ctx, cluster: bool) -> Result<(), CtlError> {
             }
         }
     }
-    out(printer.endpoint_status(&list)?);
+    out(printer.print(list.as_slice())?);
     if failed {
         std::process::exit(EXIT_ERROR);
     }
@@ -109,7 +114,7 @@ async fn hashkv(ctx: &Ctx, cluster: bool, rev: i64) -> Result<(), CtlError> {
             }
         }
     }
-    out(printer.endpoint_hashkv(&list)?);
+    out(printer.print(list.as_slice())?);
     match last_err {
         Some(e) => Err(CtlError::new(EXIT_ERROR, e.msg)),
         None => Ok(()),

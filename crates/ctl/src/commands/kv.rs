@@ -98,7 +98,7 @@ pub async fn get(ctx: &Ctx, a: GetArgs) -> Result<(), CtlError> {
         }
         printer.value_only = true;
     }
-    out(printer.get(&resp)?);
+    out(printer.print(&resp)?);
     Ok(())
 }
 
@@ -139,7 +139,7 @@ pub async fn put(ctx: &Ctx, a: PutArgs) -> Result<(), CtlError> {
     let client = ctx.client()?;
     let printer = ctx.printer()?;
     let resp = ctx.timed(async { Ok(client.put_request(req).await?) }).await?;
-    out(printer.put(&resp)?);
+    out(printer.print(&resp)?);
     Ok(())
 }
 
@@ -181,7 +181,7 @@ pub async fn del(ctx: &Ctx, a: DelArgs) -> Result<(), CtlError> {
     let client = ctx.client()?;
     let printer = ctx.printer()?;
     let resp = ctx.timed(async { Ok(client.delete(req).await?) }).await?;
-    out(printer.del(&resp)?);
+    out(printer.print(&resp)?);
     Ok(())
 }
 

@@ -5,7 +5,8 @@
 use crate::cli::LeaseCommand;
 use crate::context::{out, Ctx};
 use crate::exit::{go_parse_i64, CtlError, EXIT_BAD_CONNECTION, EXIT_ERROR};
-use crate::printer::Format;
+use crate::printer::lease::TimeToLive;
+use crate::printer::{Format, HeaderOnly};
 
 fn lease_id(arg: &str) -> Result<i64, CtlError> {
     go_parse_i64(arg, 16).map_err(|e| CtlError::bad_args(format!("bad lease ID arg ({e}), expecting ID in Hex")))
@@ -28,7 +29,7 @@ pub async fn run(ctx: &Ctx, cmd: LeaseCommand) -> Result<(), CtlError> {
                         .map_err(|e| CtlError::new(EXIT_ERROR, format!("failed to grant lease ({e})")))
                 })
                 .await?;
-            out(printer.grant(&resp)?);
+            out(printer.print(&resp)?);
         }
         LeaseCommand::Revoke(a) => {
             if a.args.len() != 1 {
@@ -45,7 +46,7 @@ pub async fn run(ctx: &Ctx, cmd: LeaseCommand) -> Result<(), CtlError> {
                         .map_err(|e| CtlError::new(EXIT_ERROR, format!("failed to revoke lease ({e})")))
                 })
                 .await?;
-            out(printer.revoke(id, &resp.header)?);
+            out(printer.print(&HeaderOnly { header: &resp.header, text: format!("lease {id:016x} revoked\n") })?);
         }
         LeaseCommand::Timetolive(a) => {
             if a.args.len() != 1 {
@@ -56,13 +57,13 @@ pub async fn run(ctx: &Ctx, cmd: LeaseCommand) -> Result<(), CtlError> {
             let printer = ctx.printer()?;
             let resp =
                 client.lease_time_to_live(id, a.keys).await.map_err(|e| CtlError::client(EXIT_BAD_CONNECTION, e))?;
-            out(printer.time_to_live(&resp, a.keys)?);
+            out(printer.print(&TimeToLive { resp: &resp, keys: a.keys })?);
         }
         LeaseCommand::List(_) => {
             let client = ctx.client_for(ctx.global.endpoints.clone(), false)?;
             let printer = ctx.printer()?;
             let resp = client.lease_leases().await.map_err(|e| CtlError::client(EXIT_BAD_CONNECTION, e))?;
-            out(printer.leases(&resp)?);
+            out(printer.print(&resp)?);
         }
         LeaseCommand::KeepAlive(a) => {
             if a.args.len() != 1 {
@@ -77,7 +78,7 @@ pub async fn run(ctx: &Ctx, cmd: LeaseCommand) -> Result<(), CtlError> {
                 if resp.ttl <= 0 {
                     return Err(CtlError::new(EXIT_BAD_CONNECTION, retcd_client::EtcdError::LeaseNotFound.message()));
                 }
-                out(printer.keep_alive(&resp)?);
+                out(printer.print(&resp)?);
                 return Ok(());
             }
             let mut ka = client.lease_keep_alive(id);
@@ -92,7 +93,7 @@ pub async fn run(ctx: &Ctx, cmd: LeaseCommand) -> Result<(), CtlError> {
                 if resp.ttl <= 0 {
                     break;
                 }
-                out(printer.keep_alive(&resp)?);
+                out(printer.print(&resp)?);
             }
             if printer.format == Format::Simple {
                 out(format!("lease {id:016x} expired or revoked.\n"));

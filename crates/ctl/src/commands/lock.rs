@@ -47,7 +47,7 @@ pub async fn lock(ctx: &Ctx, a: LockArgs) -> Result<(), CtlError> {
     if got.kvs.is_empty() {
         return Err(CtlError::new(EXIT_ERROR, "lock lost on init"));
     }
-    out(printer.get(&got)?);
+    out(printer.print(&got)?);
     signal().await;
     mutex.unlock(&client).await?;
     let _ = session.close().await;
@@ -78,7 +78,7 @@ pub async fn elect(ctx: &Ctx, a: ElectArgs) -> Result<(), CtlError> {
         _ = signal() => return Err(CtlError::new(EXIT_ERROR, "context canceled")),
     };
     let got = client.range(RangeRequest { key: won.key.clone(), ..Default::default() }).await?;
-    out(printer.get(&got)?);
+    out(printer.print(&got)?);
     signal().await;
     won.resign(&client).await?;
     let _ = session.close().await;
@@ -93,7 +93,7 @@ async fn observe(client: &Client, name: &str, printer: crate::printer::Printer) 
         let rev = resp.header.map(|h| h.revision).unwrap_or(0);
         let (key, range_end) = match resp.kvs.first() {
             Some(kv) => {
-                out(printer.get(&resp)?);
+                out(printer.print(&resp)?);
                 (kv.key.clone(), Vec::new())
             }
             // No leader yet: wait for a candidate under the prefix.
@@ -114,7 +114,7 @@ async fn observe(client: &Client, name: &str, printer: crate::printer::Printer) 
                 let mut update = resp.clone();
                 update.header = msg.header;
                 update.kvs = ev.kv.into_iter().collect();
-                out(printer.get(&update)?);
+                out(printer.print(&update)?);
             }
         }
     }

@@ -8,6 +8,7 @@ use crate::cli::{AlarmCommand, DefragArgs, IdArgs, SnapshotCommand};
 use crate::commands::endpoint::endpoints;
 use crate::context::{err, out, Ctx};
 use crate::exit::{go_parse_u64, CtlError, EXIT_ERROR, EXIT_INTERRUPTED};
+use crate::printer::maintenance::MoveLeader;
 
 pub async fn alarm(ctx: &Ctx, cmd: AlarmCommand) -> Result<(), CtlError> {
     match cmd {
@@ -18,7 +19,7 @@ pub async fn alarm(ctx: &Ctx, cmd: AlarmCommand) -> Result<(), CtlError> {
             let client = ctx.client()?;
             let printer = ctx.printer()?;
             let resp = ctx.timed(async { Ok(client.alarm(AlarmAction::Get, 0, AlarmType::None).await?) }).await?;
-            out(printer.alarm(&resp)?);
+            out(printer.print(&resp)?);
         }
         AlarmCommand::Disarm(a) => {
             if !a.args.is_empty() {
@@ -39,7 +40,7 @@ pub async fn alarm(ctx: &Ctx, cmd: AlarmCommand) -> Result<(), CtlError> {
                     Ok(all)
                 })
                 .await?;
-            out(printer.alarm(&resp)?);
+            out(printer.print(&resp)?);
         }
     }
     Ok(())
@@ -60,7 +61,7 @@ pub async fn move_leader(ctx: &Ctx, a: IdArgs) -> Result<(), CtlError> {
             let member = st.header.map(|h| h.member_id).unwrap_or(0);
             if member == st.leader {
                 let resp = client.move_leader(target).await?;
-                out(printer.move_leader(st.leader, target, &resp.header)?);
+                out(printer.print(&MoveLeader { leader: st.leader, target, header: &resp.header })?);
                 return Ok(());
             }
         }
@@ -133,7 +134,7 @@ fn status(ctx: &Ctx, a: crate::cli::PlainArgs) -> Result<(), CtlError> {
     let printer = ctx.printer()?;
     let st =
         retcd_storage::backup::status(Path::new(&a.args[0])).map_err(|e| CtlError::new(EXIT_ERROR, e.to_string()))?;
-    out(printer.db_status(&st)?);
+    out(printer.print(&st)?);
     Ok(())
 }
 

@@ -4,7 +4,8 @@ use crate::cli::MemberCommand;
 use crate::context::{out, Ctx};
 use crate::exit::{go_parse_u64, CtlError};
 use crate::printer::gofmt::quote;
-use crate::printer::{json, Format};
+use crate::printer::member::MemberChanged;
+use crate::printer::Format;
 
 fn member_id(args: &[String]) -> Result<u64, CtlError> {
     if args.len() != 1 {
@@ -37,8 +38,14 @@ pub async fn run(ctx: &Ctx, cmd: MemberCommand) -> Result<(), CtlError> {
             let printer = ctx.printer()?;
             let resp = ctx.timed(async { Ok(client.member_add(urls, a.learner).await?) }).await?;
             let new_id = resp.member.as_ref().map(|m| m.id).unwrap_or(0);
-            let text = json::members(&resp.header, resp.member.as_ref(), &resp.members);
-            out(printer.member_change(new_id, "added to", &resp.header, text)?);
+            let change = MemberChanged {
+                id: new_id,
+                verb: "added to",
+                header: &resp.header,
+                member: resp.member.as_ref(),
+                members: &resp.members,
+            };
+            out(printer.print(&change)?);
             if printer.format == Format::Simple {
                 let mut conf = Vec::new();
                 for m in &resp.members {
@@ -60,8 +67,9 @@ pub async fn run(ctx: &Ctx, cmd: MemberCommand) -> Result<(), CtlError> {
             let client = ctx.client()?;
             let printer = ctx.printer()?;
             let resp = ctx.timed(async { Ok(client.member_remove(id).await?) }).await?;
-            let text = json::members(&resp.header, None, &resp.members);
-            out(printer.member_change(id, "removed from", &resp.header, text)?);
+            let change =
+                MemberChanged { id, verb: "removed from", header: &resp.header, member: None, members: &resp.members };
+            out(printer.print(&change)?);
         }
         MemberCommand::Update(a) => {
             let id = member_id(&a.args)?;
@@ -72,22 +80,24 @@ pub async fn run(ctx: &Ctx, cmd: MemberCommand) -> Result<(), CtlError> {
             let client = ctx.client()?;
             let printer = ctx.printer()?;
             let resp = ctx.timed(async { Ok(client.member_update(id, urls).await?) }).await?;
-            let text = json::members(&resp.header, None, &resp.members);
-            out(printer.member_change(id, "updated in", &resp.header, text)?);
+            let change =
+                MemberChanged { id, verb: "updated in", header: &resp.header, member: None, members: &resp.members };
+            out(printer.print(&change)?);
         }
         MemberCommand::List(_) => {
             let client = ctx.client()?;
             let printer = ctx.printer()?;
             let resp = ctx.timed(async { Ok(client.member_list().await?) }).await?;
-            out(printer.member_list(&resp)?);
+            out(printer.print(&resp)?);
         }
         MemberCommand::Promote(a) => {
             let id = member_id(&a.args)?;
             let client = ctx.client()?;
             let printer = ctx.printer()?;
             let resp = ctx.timed(async { Ok(client.member_promote(id).await?) }).await?;
-            let text = json::members(&resp.header, None, &resp.members);
-            out(printer.member_change(id, "promoted in", &resp.header, text)?);
+            let change =
+                MemberChanged { id, verb: "promoted in", header: &resp.header, member: None, members: &resp.members };
+            out(printer.print(&change)?);
         }
     }
     Ok(())

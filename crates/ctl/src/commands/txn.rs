@@ -36,7 +36,7 @@ pub async fn txn(ctx: &Ctx, a: TxnArgs) -> Result<(), CtlError> {
     let failure = read_section(&mut input)?.iter().map(|l| parse_op(l)).collect::<Result<Vec<_>, _>>()?;
     let req = TxnRequest { compare, success, failure };
     let resp = client.txn(req).await?;
-    out(printer.txn(&resp)?);
+    out(printer.print(&resp)?);
     Ok(())
 }
 

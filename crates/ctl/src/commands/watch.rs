@@ -15,7 +15,8 @@ use crate::commands::int_flag;
 use crate::context::{err, out, Ctx};
 use crate::exit::{CtlError, EXIT_BAD_ARGS, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID_INPUT};
 use crate::printer::gofmt::quote;
-use crate::printer::{event_type, Printer};
+use crate::printer::kv::event_type;
+use crate::printer::Printer;
 
 const BAD_ARGS_NUM: &str = "bad number of arguments";
 const BAD_ARGS_SEPARATOR: &str = "bad number of arguments (found separator --, but no commands)";
@@ -117,7 +118,7 @@ async fn print_events(printer: Printer, mut watcher: retcd_client::Watcher, exec
         if resp.events.is_empty() && !resp.canceled && resp.compact_revision == 0 && revision != 0 {
             out(format!("progress notify: {revision}\n"));
         }
-        match printer.watch(&resp) {
+        match printer.print(&resp) {
             Ok(text) => out(text),
             Err(e) => {
                 err(format!("Error: {}\n", e.msg));
