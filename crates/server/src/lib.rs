@@ -16,6 +16,7 @@ pub mod etcd;
 pub mod gateway;
 pub mod http;
 pub mod ids;
+pub mod integration;
 pub mod leader;
 pub mod lease;
 pub mod listener;

@@ -91,9 +91,14 @@ impl Listener for PlainListener {
     }
 }
 
+/// How long open connections may take to finish after the listener stops;
+/// long-lived streams (watches, other members' raft streams) never do.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Serves `router` on the connections of `listener` until `shutdown`
-/// resolves, then lets open connections finish (GOAWAY; the caller bounds
-/// how long it waits). HTTP/1.1 and HTTP/2 are both served; an HTTP/2
+/// resolves, then lets open connections finish (GOAWAY) for at most
+/// [`SHUTDOWN_GRACE`] and closes the rest, so that nothing the router
+/// holds (the member's stores) outlives the member. HTTP/1.1 and HTTP/2 are both served; an HTTP/2
 /// connection carries at most `max_streams` concurrent streams
 /// (`--max-concurrent-streams`). Each request carries its client's address
 /// as `ConnectInfo<ClientAddr>`, and its verified certificate's common name
@@ -106,8 +111,11 @@ where
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http2().max_concurrent_streams(max_streams);
     let graceful = GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // Forget the connections that ended.
+        while connections.try_join_next().is_some() {}
         let (io, remote) = tokio::select! {
             conn = listener.accept() => conn,
             () = &mut shutdown => break,
@@ -123,11 +131,12 @@ where
         });
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
         let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("connection from {addr} ended: {e}");
             }
         });
     }
-    graceful.shutdown().await;
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+    // Dropping the set aborts the connections still open.
 }

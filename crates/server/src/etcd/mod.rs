@@ -230,13 +230,27 @@ impl Etcd {
             let _ = tx.send(());
         }
         for t in self.serve_tasks.drain(..) {
-            // Long-lived streams (watch) would hold a graceful stop forever.
-            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+            // Each bounds its own wait for open connections.
+            let _ = t.await;
         }
         if let Some(threads) = self.threads.take() {
             let _ = tokio::task::spawn_blocking(move || threads.join()).await;
         }
         tracing::info!("stopped");
+    }
+
+    /// Stops at once, without a hand-off or waiting for connections to
+    /// close (a dropped test cluster). Blocks until the threads end.
+    pub(crate) fn abandon(&mut self) {
+        for tx in self.shutdown_tx.drain(..) {
+            let _ = tx.send(());
+        }
+        for t in self.serve_tasks.drain(..) {
+            t.abort();
+        }
+        if let Some(threads) = self.threads.take() {
+            threads.join();
+        }
     }
 
     /// A leader that stops hands leadership over first and waits (at most an
