@@ -8,6 +8,8 @@
 //! across crashes.
 
 pub mod kv;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -207,6 +209,11 @@ impl Applier {
         let (consistent, _) = self.backend.consistent_index();
         let Some(last) = entries.last() else { return Ok(()) };
         let (last_index, last_term) = (last.index, last.term);
+        if last_index <= consistent {
+            // All applied before a restart: staging their index would move
+            // the consistent index back and the next batch would apply again.
+            return Ok(());
+        }
         let mut results = Vec::new();
         {
             let backend = self.backend.clone();

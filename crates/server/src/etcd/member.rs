@@ -18,7 +18,7 @@ use super::StartError;
 use crate::apply::Applier;
 use crate::config::split_list;
 use crate::ids;
-use crate::raft::transport::{Rejection, Transport};
+use crate::raft::transport::{PeerTransport, Rejection};
 use crate::raft::{RaftLinks, RaftNode, RaftSettings, RaftStatus};
 use crate::server::{EtcdServer, ServerSettings};
 use crate::stop::{StopReason, StopSignal};
@@ -116,7 +116,7 @@ pub fn start(plan: &StartPlan, restored: Restored) -> Result<Member, StartError>
     let rejected = Rejection::default();
     let peer_urls_by_id =
         membership.list().into_iter().filter(|m| m.id != member_id).map(|m| (m.id, m.peer_ur_ls)).collect();
-    let transport = Transport::new(
+    let transport = PeerTransport::new(
         cluster_id,
         member_id,
         tokio::runtime::Handle::current(),
@@ -127,7 +127,7 @@ pub fn start(plan: &StartPlan, restored: Restored) -> Result<Member, StartError>
     );
     let node = RaftNode::new(
         boot,
-        transport,
+        Box::new(transport),
         backend.clone(),
         RaftSettings {
             id: member_id,

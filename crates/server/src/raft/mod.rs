@@ -16,6 +16,8 @@
 
 pub mod boot;
 mod logger;
+#[cfg(test)]
+mod tests;
 pub mod transport;
 
 use std::collections::HashMap;
@@ -150,7 +152,7 @@ pub struct RaftLinks {
 
 pub struct RaftNode {
     node: RawNode<MemStorage>,
-    transport: transport::Transport,
+    transport: Box<dyn transport::RaftTransport>,
     /// Read when a lagging member needs a snapshot.
     backend: Arc<Backend>,
     /// A received snapshot's data, until raft hands the snapshot back in a ready.
@@ -189,7 +191,7 @@ impl RaftNode {
     /// A node restarting from `boot` at `applied_index` (the backend's).
     pub fn new(
         boot: Boot,
-        transport: transport::Transport,
+        transport: Box<dyn transport::RaftTransport>,
         backend: Arc<Backend>,
         settings: RaftSettings,
         applied_index: u64,
@@ -535,38 +537,14 @@ impl RaftNode {
         }
     }
 
-    /// Sends a lagging member the backend's data at the applied index, off
-    /// the raft thread; the outcome comes back as `SnapshotStatus`. raft-rs
-    /// asked for a snapshot of its commit index, but the data is what was
-    /// applied, so the message's metadata is rewritten to match the data.
-    fn send_snapshot(&mut self, mut msg: Message) {
+    /// Sends a lagging member the backend's data at the applied index (see
+    /// [`transport::RaftTransport::send_snapshot`]).
+    fn send_snapshot(&mut self, msg: Message) {
         let to = msg.to;
-        let Some(url) = self.transport.peer_url(to) else {
-            self.node.report_snapshot(to, raft::SnapshotStatus::Failure);
-            return;
-        };
-        let backend = self.backend.clone();
         let conf_state = self.node.raft.prs().conf().to_conf_state();
-        let raft_tx = self.transport.raft_tx();
-        let dialer = self.transport.dialer();
-        tracing::info!("sending a snapshot to member {to:x}");
-        self.transport.runtime().spawn(async move {
-            let result = async {
-                let data = tokio::task::spawn_blocking(move || crate::snapshot::dump(&backend))
-                    .await
-                    .map_err(|e| crate::snapshot::SnapshotError::Send(e.to_string()))??;
-                let meta = msg.mut_snapshot().mut_metadata();
-                meta.index = data.index;
-                meta.term = data.term;
-                meta.set_conf_state(conf_state);
-                crate::snapshot::send(&dialer, &url, &msg, data).await
-            }
-            .await;
-            if let Err(e) = &result {
-                tracing::warn!("snapshot to member {to:x} failed: {e}");
-            }
-            let _ = raft_tx.send(RaftInput::SnapshotStatus { to, delivered: result.is_ok() });
-        });
+        if !self.transport.send_snapshot(msg, self.backend.clone(), conf_state) {
+            self.node.report_snapshot(to, raft::SnapshotStatus::Failure);
+        }
     }
 
     /// Records a snapshot raft accepted from the leader, then has the apply

@@ -15,9 +15,11 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use prost011::Message as _;
-use raft::eraftpb::Message;
+use raft::eraftpb::{ConfChangeType, ConfState, Message};
 use retcd_api::retcdpb::peer_client::PeerClient;
 use retcd_api::retcdpb::RaftBatch;
+use retcd_api::retcdpb::SnapshotData;
+use retcd_storage::backend::Backend;
 use tokio::sync::mpsc;
 
 use super::RaftInput;
@@ -28,7 +30,38 @@ const PEER_QUEUE: usize = 4096;
 /// Messages sent in one batch at most.
 const MAX_BATCH: usize = 512;
 
-pub struct Transport {
+/// Where the raft loop's messages go: the other members over gRPC in a
+/// running member ([`PeerTransport`]), channels between in-process nodes in
+/// the raft tests. Neither call may block the raft loop.
+pub trait RaftTransport: Send {
+    /// Queues `msgs` for their recipients; returns the ids that cannot be
+    /// reached now (raft is told, and probes them gently).
+    fn send(&mut self, msgs: Vec<Message>) -> Vec<u64>;
+
+    /// Follows a membership change: an added or updated member is reached
+    /// at `urls` from now on; a removed one is forgotten.
+    fn set_peer(&mut self, id: u64, urls: Vec<String>, change: ConfChangeType);
+
+    /// Sends a lagging member `msg` (a `MsgSnapshot`) with the backend's
+    /// data at its applied index, off the raft thread. raft-rs asked for a
+    /// snapshot of its commit index, but the data is what was applied, so
+    /// the message's metadata is rewritten to match the data (with
+    /// `conf_state`). The outcome comes back to raft as
+    /// [`RaftInput::SnapshotStatus`]; false when it could not even start.
+    fn send_snapshot(&mut self, msg: Message, backend: Arc<Backend>, conf_state: ConfState) -> bool;
+}
+
+/// Rewrites a `MsgSnapshot`'s metadata to describe `data`, the snapshot
+/// actually sent.
+pub fn describe_snapshot(msg: &mut Message, data: &SnapshotData, conf_state: ConfState) {
+    let meta = msg.mut_snapshot().mut_metadata();
+    meta.index = data.index;
+    meta.term = data.term;
+    meta.set_conf_state(conf_state);
+}
+
+/// The transport of a running member: one sender task per peer.
+pub struct PeerTransport {
     cluster_id: u64,
     self_id: u64,
     runtime: tokio::runtime::Handle,
@@ -40,7 +73,7 @@ pub struct Transport {
     dialer: PeerDialer,
 }
 
-impl Transport {
+impl PeerTransport {
     pub fn new(
         cluster_id: u64,
         self_id: u64,
@@ -49,57 +82,8 @@ impl Transport {
         urls: HashMap<u64, Vec<String>>,
         rejected: Rejection,
         dialer: PeerDialer,
-    ) -> Transport {
-        Transport { cluster_id, self_id, runtime, raft_tx, peers: HashMap::new(), urls, rejected, dialer }
-    }
-
-    /// Queues `msgs` for their recipients; returns the ids whose queue was
-    /// full or who are unknown (to report to raft as unreachable).
-    pub fn send(&mut self, msgs: Vec<Message>) -> Vec<u64> {
-        let mut unreachable = Vec::new();
-        for m in msgs {
-            let to = m.to;
-            let Some(tx) = self.peer(to) else {
-                unreachable.push(to);
-                continue;
-            };
-            if tx.try_send(m).is_err() && !unreachable.contains(&to) {
-                unreachable.push(to);
-            }
-        }
-        unreachable
-    }
-
-    /// Follows a membership change: an added or updated member is reached at
-    /// `urls` from now on; a removed one is forgotten (its sender task ends
-    /// when its queue is dropped).
-    pub fn set_peer(&mut self, id: u64, urls: Vec<String>, change: raft::eraftpb::ConfChangeType) {
-        if id == self.self_id {
-            return;
-        }
-        self.peers.remove(&id);
-        if change == raft::eraftpb::ConfChangeType::RemoveNode || urls.is_empty() {
-            self.urls.remove(&id);
-        } else {
-            self.urls.insert(id, urls);
-        }
-    }
-
-    pub fn peer_url(&self, id: u64) -> Option<String> {
-        self.urls.get(&id)?.first().cloned()
-    }
-
-    /// How to reach peers (for snapshots sent beside the stream).
-    pub fn dialer(&self) -> PeerDialer {
-        self.dialer.clone()
-    }
-
-    pub fn raft_tx(&self) -> Sender<RaftInput> {
-        self.raft_tx.clone()
-    }
-
-    pub fn runtime(&self) -> &tokio::runtime::Handle {
-        &self.runtime
+    ) -> PeerTransport {
+        PeerTransport { cluster_id, self_id, runtime, raft_tx, peers: HashMap::new(), urls, rejected, dialer }
     }
 
     fn peer(&mut self, id: u64) -> Option<&mpsc::Sender<Message>> {
@@ -119,6 +103,62 @@ impl Transport {
             self.peers.insert(id, tx);
         }
         self.peers.get(&id)
+    }
+}
+
+impl RaftTransport for PeerTransport {
+    fn send(&mut self, msgs: Vec<Message>) -> Vec<u64> {
+        let mut unreachable = Vec::new();
+        for m in msgs {
+            let to = m.to;
+            let Some(tx) = self.peer(to) else {
+                unreachable.push(to);
+                continue;
+            };
+            if tx.try_send(m).is_err() && !unreachable.contains(&to) {
+                unreachable.push(to);
+            }
+        }
+        unreachable
+    }
+
+    fn set_peer(&mut self, id: u64, urls: Vec<String>, change: ConfChangeType) {
+        if id == self.self_id {
+            return;
+        }
+        // The removed or changed member's sender task ends when its queue
+        // is dropped; a new one starts on the next message.
+        self.peers.remove(&id);
+        if change == ConfChangeType::RemoveNode || urls.is_empty() {
+            self.urls.remove(&id);
+        } else {
+            self.urls.insert(id, urls);
+        }
+    }
+
+    fn send_snapshot(&mut self, mut msg: Message, backend: Arc<Backend>, conf_state: ConfState) -> bool {
+        let to = msg.to;
+        let Some(url) = self.urls.get(&to).and_then(|u| u.first()).cloned() else {
+            return false;
+        };
+        let raft_tx = self.raft_tx.clone();
+        let dialer = self.dialer.clone();
+        tracing::info!("sending a snapshot to member {to:x}");
+        self.runtime.spawn(async move {
+            let result = async {
+                let data = tokio::task::spawn_blocking(move || crate::snapshot::dump(&backend))
+                    .await
+                    .map_err(|e| crate::snapshot::SnapshotError::Send(e.to_string()))??;
+                describe_snapshot(&mut msg, &data, conf_state);
+                crate::snapshot::send(&dialer, &url, &msg, data).await
+            }
+            .await;
+            if let Err(e) = &result {
+                tracing::warn!("snapshot to member {to:x} failed: {e}");
+            }
+            let _ = raft_tx.send(RaftInput::SnapshotStatus { to, delivered: result.is_ok() });
+        });
+        true
     }
 }
 
