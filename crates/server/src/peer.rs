@@ -17,7 +17,6 @@ use retcd_api::etcdserverpb::{
 use retcd_api::retcdpb::peer_server::{Peer, PeerServer};
 use retcd_api::retcdpb::{
     LearnerSyncRequest, LearnerSyncResponse, MembersRequest, MembersResponse, PeerAck, RaftBatch, SnapshotChunk,
-    SnapshotData,
 };
 use tonic::{Request, Response, Status, Streaming};
 
@@ -27,6 +26,7 @@ use crate::lease::Lessor;
 use crate::membership::Membership;
 use crate::raft::transport::CLUSTER_ID_MISMATCH;
 use crate::raft::{RaftInput, RaftStatus};
+use crate::snapshot::SnapshotWriter;
 
 pub struct PeerService {
     pub cluster_id: u64,
@@ -36,6 +36,8 @@ pub struct PeerService {
     pub raft: Arc<RaftStatus>,
     pub kv: Arc<KvStore>,
     pub member_id: u64,
+    /// Where received snapshots are written as they arrive.
+    pub snap_dir: std::path::PathBuf,
 }
 
 #[tonic::async_trait]
@@ -68,27 +70,31 @@ impl Peer for PeerService {
 
     async fn snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<PeerAck>, Status> {
         let mut stream = req.into_inner();
-        let mut msg: Option<Message> = None;
-        let mut records = Vec::new();
-        let mut done = false;
-        while let Some(chunk) = stream.message().await? {
-            if msg.is_none() {
-                let m = Message::decode(chunk.message.as_slice())
-                    .map_err(|e| Status::invalid_argument(format!("bad snapshot message: {e}")))?;
-                msg = Some(m);
-            }
-            records.extend(chunk.records);
-            if chunk.done {
-                done = true;
-                break;
-            }
-        }
-        let (Some(msg), true) = (msg, done) else {
+        let file_err = |e: crate::snapshot::SnapshotError| Status::internal(e.to_string());
+        let Some(first) = stream.message().await? else {
             return Err(Status::invalid_argument("incomplete snapshot stream"));
         };
+        let msg = Message::decode(first.message.as_slice())
+            .map_err(|e| Status::invalid_argument(format!("bad snapshot message: {e}")))?;
         let meta = msg.get_snapshot().get_metadata();
-        let data = SnapshotData { index: meta.index, term: meta.term, records };
-        tracing::info!("received a snapshot at index {} from member {:x}", data.index, msg.from);
+        let (index, term) = (meta.index, meta.term);
+        let snap_dir = self.snap_dir.clone();
+        let mut writer = blocking(move || SnapshotWriter::create(&snap_dir, index, term)).await.map_err(file_err)?;
+        // Each chunk goes to the file as it arrives: memory holds one chunk.
+        let mut chunk = first;
+        loop {
+            let done = chunk.done;
+            writer = blocking(move || writer.append(&chunk.records).map(|()| writer)).await.map_err(file_err)?;
+            if done {
+                break;
+            }
+            chunk = match stream.message().await? {
+                Some(c) => c,
+                None => return Err(Status::invalid_argument("incomplete snapshot stream")),
+            };
+        }
+        let data = blocking(move || writer.finish()).await.map_err(file_err)?;
+        tracing::info!("received a snapshot at index {index} from member {:x} ({})", msg.from, data.path.display());
         self.raft_tx
             .send(RaftInput::InstallSnapshot { msg: Box::new(msg), data })
             .map_err(|_| Status::from(EtcdError::Stopped))?;
@@ -149,4 +155,11 @@ impl Peer for PeerService {
 
 pub fn routes(service: PeerService) -> axum::Router {
     tonic::service::Routes::new(PeerServer::new(service).max_decoding_message_size(usize::MAX >> 1)).into_axum_router()
+}
+
+/// Runs file I/O off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::snapshot::SnapshotError> + Send + 'static,
+) -> Result<T, crate::snapshot::SnapshotError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| crate::snapshot::SnapshotError::Send(e.to_string()))?
 }

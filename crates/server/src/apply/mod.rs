@@ -22,7 +22,7 @@ use retcd_api::etcdserverpb::{
     AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, DeleteRangeResponse, LeaseGrantRequest,
     LeaseGrantResponse, LeaseRevokeResponse, Member, PutResponse, TxnRequest, TxnResponse,
 };
-use retcd_api::retcdpb::{InternalRequest, LeaseRecord, SnapshotData};
+use retcd_api::retcdpb::{InternalRequest, LeaseRecord};
 use retcd_storage::backend::{Backend, BatchTx, Table, CONF_STATE_KEY};
 use retcd_storage::mvcc::{Compaction, KvStore, WriteTxn};
 use tokio::sync::oneshot;
@@ -481,7 +481,7 @@ impl Applier {
     /// Replaces the store with a leader's snapshot. A failure here leaves the
     /// member unable to continue safely: it stops, and the durable
     /// `.snap.db` file is installed on the next start.
-    fn install_snapshot(&mut self, data: SnapshotData) -> Result<(), StopReason> {
+    fn install_snapshot(&mut self, data: snapshot::ReceivedSnapshot) -> Result<(), StopReason> {
         let index = data.index;
         let installed = snapshot::install(&self.backend, &self.kv, &data)
             .map_err(|e| e.to_string())

@@ -277,12 +277,11 @@ async fn join_cluster(
 fn install_received_snapshot(dirs: &DataDir, backend: &Backend, kv: &KvStore) -> Result<(), StartError> {
     let (applied, _) = backend.consistent_index();
     let newest = retcd_storage::snap::Snapshotter::new(&dirs.snap)?.load_newest()?;
-    let newest_index = newest.map(|s| s.get_metadata().index).unwrap_or(0);
+    let (newest_index, term) = newest.map(|s| (s.get_metadata().index, s.get_metadata().term)).unwrap_or((0, 0));
     if let Some((index, path)) = crate::snapshot::pending_file(&dirs.snap, applied) {
         if index == newest_index {
             tracing::info!("installing the snapshot received before the last stop ({})", path.display());
-            let data = crate::snapshot::load_file(&path)?;
-            crate::snapshot::install(backend, kv, &data)?;
+            crate::snapshot::install(backend, kv, &crate::snapshot::ReceivedSnapshot { index, term, path })?;
         }
     }
     // Whatever is left was installed or never accepted by raft.

@@ -131,7 +131,6 @@ pub fn start(plan: &StartPlan, restored: Restored) -> Result<Member, StartError>
         backend.clone(),
         RaftSettings {
             id: member_id,
-            snap_dir: plan.dirs.snap.clone(),
             heartbeat: cfg.heartbeat(),
             election_ticks: cfg.election_ticks(),
             max_snapshots: cfg.max_snapshots,

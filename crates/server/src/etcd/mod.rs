@@ -94,7 +94,7 @@ impl Etcd {
         };
         for url in &plan.peer_urls {
             let tls = if url.tls { plan.peer_tls.clone() } else { None };
-            etcd.serve(url.addr, tls, crate::peer::routes(peer_service(&server)), "peer").await?;
+            etcd.serve(url.addr, tls, crate::peer::routes(peer_service(&server, &plan.dirs.snap)), "peer").await?;
         }
         etcd.wait_ready(&member.rejected).await?;
         if cfg.experimental_initial_corrupt_check {
@@ -289,7 +289,7 @@ fn client_routes(server: &Arc<EtcdServer>, enable_v2: bool) -> axum::Router {
 }
 
 /// What the peer port serves, from this member's stores.
-fn peer_service(server: &EtcdServer) -> PeerService {
+fn peer_service(server: &EtcdServer, snap_dir: &std::path::Path) -> PeerService {
     PeerService {
         cluster_id: server.settings.cluster_id,
         membership: server.membership.clone(),
@@ -298,5 +298,6 @@ fn peer_service(server: &EtcdServer) -> PeerService {
         raft: server.raft.clone(),
         kv: server.kv.clone(),
         member_id: server.settings.member_id,
+        snap_dir: snap_dir.to_path_buf(),
     }
 }

@@ -25,12 +25,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::snapshot::ReceivedSnapshot;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use raft::eraftpb::{ConfChange, ConfState, Entry, Message, Snapshot};
 use raft::storage::MemStorage;
 use raft::{RawNode, StateRole};
 use retcd_api::errors::EtcdError;
-use retcd_api::retcdpb::SnapshotData;
 use retcd_storage::backend::Backend;
 use retcd_storage::snap::Snapshotter;
 use retcd_storage::wal::{Wal, WalSnapshot};
@@ -60,8 +60,8 @@ pub enum RaftInput {
     PeerGone(u64),
     /// A snapshot sent to `to` was delivered (or not).
     SnapshotStatus { to: u64, delivered: bool },
-    /// A snapshot from the leader with its data, received in full.
-    InstallSnapshot { msg: Box<Message>, data: SnapshotData },
+    /// A snapshot from the leader, its data received in full and durable.
+    InstallSnapshot { msg: Box<Message>, data: ReceivedSnapshot },
     /// Propose a membership change; `cc.id` is the request id its waiter is
     /// registered under.
     ProposeConfChange(ConfChange),
@@ -82,7 +82,7 @@ pub enum RaftInput {
 pub enum ApplyTask {
     Entries(Vec<Entry>),
     /// Replace the store with a snapshot's data (already durable on disk).
-    Snapshot(SnapshotData),
+    Snapshot(ReceivedSnapshot),
 }
 
 /// What the rest of the server can read about raft without asking the loop.
@@ -120,8 +120,6 @@ impl RaftStatus {
 
 pub struct RaftSettings {
     pub id: u64,
-    /// Where received snapshot data is kept until installed.
-    pub snap_dir: std::path::PathBuf,
     pub heartbeat: Duration,
     pub election_ticks: usize,
     pub max_snapshots: usize,
@@ -156,7 +154,7 @@ pub struct RaftNode {
     /// Read when a lagging member needs a snapshot.
     backend: Arc<Backend>,
     /// A received snapshot's data, until raft hands the snapshot back in a ready.
-    pending_install: Option<SnapshotData>,
+    pending_install: Option<ReceivedSnapshot>,
     wal: Wal,
     snapshotter: Snapshotter,
     settings: RaftSettings,
@@ -346,11 +344,8 @@ impl RaftNode {
                 self.transport.set_peer(id, urls, raft::eraftpb::ConfChangeType::AddNode)
             }
             RaftInput::InstallSnapshot { msg, data } => {
-                // Durable before raft may record the snapshot in the WAL.
-                if let Err(e) = crate::snapshot::save_file(&self.settings.snap_dir, &data) {
-                    tracing::error!("cannot keep the received snapshot: {e}");
-                    return Ok(());
-                }
+                // The peer service made the data durable before raft may
+                // record the snapshot in the WAL.
                 self.pending_install = Some(data);
                 if let Err(e) = self.node.step(*msg) {
                     tracing::warn!("raft rejected the snapshot: {e}");

@@ -18,7 +18,6 @@ use prost011::Message as _;
 use raft::eraftpb::{ConfChangeType, ConfState, Message};
 use retcd_api::retcdpb::peer_client::PeerClient;
 use retcd_api::retcdpb::RaftBatch;
-use retcd_api::retcdpb::SnapshotData;
 use retcd_storage::backend::Backend;
 use tokio::sync::mpsc;
 
@@ -43,7 +42,7 @@ pub trait RaftTransport: Send {
     fn set_peer(&mut self, id: u64, urls: Vec<String>, change: ConfChangeType);
 
     /// Sends a lagging member `msg` (a `MsgSnapshot`) with the backend's
-    /// data at its applied index, off the raft thread. raft-rs asked for a
+    /// committed data, streamed off the raft thread. raft-rs asked for a
     /// snapshot of its commit index, but the data is what was applied, so
     /// the message's metadata is rewritten to match the data (with
     /// `conf_state`). The outcome comes back to raft as
@@ -51,12 +50,12 @@ pub trait RaftTransport: Send {
     fn send_snapshot(&mut self, msg: Message, backend: Arc<Backend>, conf_state: ConfState) -> bool;
 }
 
-/// Rewrites a `MsgSnapshot`'s metadata to describe `data`, the snapshot
-/// actually sent.
-pub fn describe_snapshot(msg: &mut Message, data: &SnapshotData, conf_state: ConfState) {
+/// Rewrites a `MsgSnapshot`'s metadata to describe the data actually sent:
+/// the backend at `index` and `term`, with `conf_state`.
+pub fn describe_snapshot(msg: &mut Message, index: u64, term: u64, conf_state: ConfState) {
     let meta = msg.mut_snapshot().mut_metadata();
-    meta.index = data.index;
-    meta.term = data.term;
+    meta.index = index;
+    meta.term = term;
     meta.set_conf_state(conf_state);
 }
 
@@ -136,7 +135,7 @@ impl RaftTransport for PeerTransport {
         }
     }
 
-    fn send_snapshot(&mut self, mut msg: Message, backend: Arc<Backend>, conf_state: ConfState) -> bool {
+    fn send_snapshot(&mut self, msg: Message, backend: Arc<Backend>, conf_state: ConfState) -> bool {
         let to = msg.to;
         let Some(url) = self.urls.get(&to).and_then(|u| u.first()).cloned() else {
             return false;
@@ -145,14 +144,8 @@ impl RaftTransport for PeerTransport {
         let dialer = self.dialer.clone();
         tracing::info!("sending a snapshot to member {to:x}");
         self.runtime.spawn(async move {
-            let result = async {
-                let data = tokio::task::spawn_blocking(move || crate::snapshot::dump(&backend))
-                    .await
-                    .map_err(|e| crate::snapshot::SnapshotError::Send(e.to_string()))??;
-                describe_snapshot(&mut msg, &data, conf_state);
-                crate::snapshot::send(&dialer, &url, &msg, data).await
-            }
-            .await;
+            let describe = |msg: &mut Message, index, term| describe_snapshot(msg, index, term, conf_state);
+            let result = crate::snapshot::send(&dialer, &url, msg, backend, describe).await;
             if let Err(e) = &result {
                 tracing::warn!("snapshot to member {to:x} failed: {e}");
             }

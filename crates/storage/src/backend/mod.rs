@@ -693,6 +693,48 @@ impl Backend {
     }
 }
 
+/// Everything committed at one moment, for streaming the whole database out
+/// (a raft snapshot for a member that fell behind) without holding the
+/// writer or copying it into memory. The view keeps its pages alive until
+/// dropped; writers go on meanwhile.
+pub struct Export {
+    snapshot: Arc<Snapshot>,
+    /// The consistent index and term the view's contents reflect.
+    pub index: u64,
+    pub term: u64,
+}
+
+impl Backend {
+    /// Commits what is staged, then takes the committed view and the
+    /// consistent index recorded in it.
+    pub fn export(&self) -> Result<Export, BackendError> {
+        self.commit()?;
+        let snapshot = Arc::clone(&self.state.read().snapshot);
+        let (index, term) = match snapshot.table(Table::Meta).get(CONSISTENT_INDEX_KEY).map_err(db_err)? {
+            None => (0, 0),
+            Some(g) => decode_consistent_index(g.value())
+                .ok_or_else(|| BackendError::Db("corrupt consistent index record".into()))?,
+        };
+        Ok(Export { snapshot, index, term })
+    }
+}
+
+impl Export {
+    /// Visits every pair of every table, table by table in key order, until
+    /// `f` returns false.
+    pub fn for_each(&self, mut f: impl FnMut(Table, &[u8], &[u8]) -> bool) -> Result<(), BackendError> {
+        for t in ALL_TABLES {
+            for entry in self.snapshot.table(t).iter().map_err(db_err)? {
+                let (k, v) = entry.map_err(db_err)?;
+                if !f(t, k.value(), v.value()) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Creates a redb database at `path` holding every table of `source`, durably.
 fn copy_into(source: &Snapshot, path: &Path) -> Result<Database, BackendError> {
     let db = redb::Builder::new().create(path).map_err(db_err)?;
