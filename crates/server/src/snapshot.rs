@@ -22,10 +22,10 @@ use std::time::Duration;
 
 use prost::Message as _;
 use prost011::Message as _;
-use raft::eraftpb::Message;
+use raft::eraftpb::{ConfState, Message};
 use retcd_api::retcdpb::peer_client::PeerClient;
 use retcd_api::retcdpb::{SnapshotChunk, SnapshotData, SnapshotRecord};
-use retcd_storage::backend::{Backend, BackendError, Table};
+use retcd_storage::backend::{Backend, BackendError, Export, Table};
 use retcd_storage::mvcc::{KvStore, MvccError};
 
 /// Records per streamed chunk.
@@ -251,45 +251,60 @@ pub fn remove_installed(snap_dir: &Path, index: u64) {
 }
 
 /// Streams the backend's committed contents to the peer at `url`, after
-/// `msg` (a MsgSnapshot) with its metadata set by `describe` to the index
-/// and term the contents reflect. Reads on a blocking thread a few chunks
-/// ahead of the network; memory stays at those chunks.
+/// `msg` (a MsgSnapshot). raft-rs asked for a snapshot of its commit index,
+/// but the data is what the backend holds, so the message's metadata is
+/// rewritten to the index and term the contents reflect (with
+/// `conf_state`). Reads on a blocking thread a few chunks ahead of the
+/// network; memory stays at those chunks.
 pub async fn send(
     dialer: &crate::peer_dial::PeerDialer,
     url: &str,
     mut msg: Message,
     backend: std::sync::Arc<Backend>,
-    describe: impl FnOnce(&mut Message, u64, u64),
+    conf_state: ConfState,
 ) -> Result<(), SnapshotError> {
     let channel = dialer.connect(url, Duration::from_secs(2), None).await.map_err(SnapshotError::Send)?;
     let mut client = PeerClient::new(channel).max_encoding_message_size(usize::MAX >> 1);
     let export = tokio::task::spawn_blocking(move || backend.export())
         .await
         .map_err(|e| SnapshotError::Send(e.to_string()))??;
-    describe(&mut msg, export.index, export.term);
+    let meta = msg.mut_snapshot().mut_metadata();
+    meta.index = export.index;
+    meta.term = export.term;
+    meta.set_conf_state(conf_state);
     let (tx, rx) = tokio::sync::mpsc::channel::<SnapshotChunk>(CHUNKS_QUEUED);
     let first = SnapshotChunk { message: msg.encode_to_vec(), records: Vec::new(), done: false };
     let reader = tokio::task::spawn_blocking(move || -> Result<(), SnapshotError> {
-        let mut open = tx.blocking_send(first).is_ok();
-        let mut records = Vec::with_capacity(RECORDS_PER_CHUNK);
-        export.for_each(|table, key, value| {
-            records.push(SnapshotRecord { table: table.id(), key: key.to_vec(), value: value.to_vec() });
-            if records.len() == RECORDS_PER_CHUNK {
-                let chunk = SnapshotChunk { message: Vec::new(), records: std::mem::take(&mut records), done: false };
-                open = open && tx.blocking_send(chunk).is_ok();
-            }
-            // A closed stream (the call failed) stops the scan.
-            open
-        })?;
-        if open {
-            let _ = tx.blocking_send(SnapshotChunk { message: Vec::new(), records, done: true });
+        if tx.blocking_send(first).is_err() {
+            return Ok(());
         }
-        Ok(())
+        // A closed stream (the call failed) stops the scan.
+        export_chunks(&export, |records, done| {
+            tx.blocking_send(SnapshotChunk { message: Vec::new(), records, done }).is_ok()
+        })
     });
     let sent = client.snapshot(tokio_stream::wrappers::ReceiverStream::new(rx)).await;
     // The reader ends once the stream is consumed or dropped.
     reader.await.map_err(|e| SnapshotError::Send(e.to_string()))??;
     sent.map_err(|e| SnapshotError::Send(e.message().to_string()))?;
+    Ok(())
+}
+
+/// Hands every record of `export` to `f` in chunks of [`RECORDS_PER_CHUNK`],
+/// the last one (possibly empty) with `done` set, until `f` returns false.
+fn export_chunks(export: &Export, mut f: impl FnMut(Vec<SnapshotRecord>, bool) -> bool) -> Result<(), SnapshotError> {
+    let mut records = Vec::with_capacity(RECORDS_PER_CHUNK);
+    let mut open = true;
+    export.for_each(|table, key, value| {
+        records.push(SnapshotRecord { table: table.id(), key: key.to_vec(), value: value.to_vec() });
+        if records.len() == RECORDS_PER_CHUNK {
+            open = f(std::mem::take(&mut records), false);
+        }
+        open
+    })?;
+    if open {
+        f(records, true);
+    }
     Ok(())
 }
 
@@ -322,17 +337,11 @@ mod tests {
     fn export_to_file(backend: &Backend, snap_dir: &Path) -> ReceivedSnapshot {
         let export = backend.export().unwrap();
         let mut w = SnapshotWriter::create(snap_dir, export.index, export.term).unwrap();
-        let mut records = Vec::new();
-        export
-            .for_each(|table, key, value| {
-                records.push(SnapshotRecord { table: table.id(), key: key.to_vec(), value: value.to_vec() });
-                if records.len() == RECORDS_PER_CHUNK {
-                    w.append(&std::mem::take(&mut records)).unwrap();
-                }
-                true
-            })
-            .unwrap();
-        w.append(&records).unwrap();
+        export_chunks(&export, |records, _| {
+            w.append(&records).unwrap();
+            true
+        })
+        .unwrap();
         w.finish().unwrap()
     }
 

@@ -42,21 +42,10 @@ pub trait RaftTransport: Send {
     fn set_peer(&mut self, id: u64, urls: Vec<String>, change: ConfChangeType);
 
     /// Sends a lagging member `msg` (a `MsgSnapshot`) with the backend's
-    /// committed data, streamed off the raft thread. raft-rs asked for a
-    /// snapshot of its commit index, but the data is what was applied, so
-    /// the message's metadata is rewritten to match the data (with
-    /// `conf_state`). The outcome comes back to raft as
+    /// committed data, streamed off the raft thread, its metadata rewritten
+    /// to match the data (see [`crate::snapshot::send`]). The outcome comes back to raft as
     /// [`RaftInput::SnapshotStatus`]; false when it could not even start.
     fn send_snapshot(&mut self, msg: Message, backend: Arc<Backend>, conf_state: ConfState) -> bool;
-}
-
-/// Rewrites a `MsgSnapshot`'s metadata to describe the data actually sent:
-/// the backend at `index` and `term`, with `conf_state`.
-pub fn describe_snapshot(msg: &mut Message, index: u64, term: u64, conf_state: ConfState) {
-    let meta = msg.mut_snapshot().mut_metadata();
-    meta.index = index;
-    meta.term = term;
-    meta.set_conf_state(conf_state);
 }
 
 /// The transport of a running member: one sender task per peer.
@@ -144,8 +133,7 @@ impl RaftTransport for PeerTransport {
         let dialer = self.dialer.clone();
         tracing::info!("sending a snapshot to member {to:x}");
         self.runtime.spawn(async move {
-            let describe = |msg: &mut Message, index, term| describe_snapshot(msg, index, term, conf_state);
-            let result = crate::snapshot::send(&dialer, &url, msg, backend, describe).await;
+            let result = crate::snapshot::send(&dialer, &url, msg, backend, conf_state).await;
             if let Err(e) = &result {
                 tracing::warn!("snapshot to member {to:x} failed: {e}");
             }
