@@ -226,8 +226,19 @@ fn member_config(spec: &MemberSpec, initial_cluster: &str) -> Config {
     Config::parse_from(args)
 }
 
-/// A loopback port free at the time of asking. Another process may take it
-/// before the member binds it; [`Cluster::start`] then starts again.
+/// A loopback port free at the time of asking, never one this process
+/// handed out before (the OS reuses a closed port, and two members of one
+/// cluster must not share one). Another process may take it before the
+/// member binds it; [`Cluster::start`] then starts again.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0);
+        if port != 0 && handed_out.insert(port) {
+            return port;
+        }
+    }
+    0
 }

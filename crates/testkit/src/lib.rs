@@ -24,9 +24,21 @@ use tonic::transport::Channel;
 
 pub mod pki;
 
-/// A free TCP port on 127.0.0.1 (the OS picks; the listener is closed at once).
+/// A free TCP port on 127.0.0.1 (the OS picks; the listener is closed at
+/// once). The OS may hand the same port out again once it is closed, so a
+/// port this process already returned is never returned twice: two members
+/// of one test cluster once got the same peer port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
+    panic!("no fresh free port after 1000 tries");
 }
 
 /// Finds a program on PATH.
