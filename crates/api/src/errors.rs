@@ -80,7 +80,9 @@ etcd_errors! {
     // Cluster
     MemberExist => FailedPrecondition, "etcdserver: member ID already exist";
     PeerURLExist => FailedPrecondition, "etcdserver: Peer URLs already exists";
-    MemberNotEnoughStarted => FailedPrecondition, "etcdserver: re-configuration failed due to not enough started members";
+    // etcd 3.4 maps this one to its client-side error type, which grpc-go
+    // sends as Unknown (real etcd answers code = Unknown).
+    MemberNotEnoughStarted => Unknown, "etcdserver: re-configuration failed due to not enough started members";
     MemberBadURLs => InvalidArgument, "etcdserver: given member URLs are invalid";
     MemberNotFound => NotFound, "etcdserver: member not found";
     MemberNotLearner => FailedPrecondition, "etcdserver: can only promote a learner member";

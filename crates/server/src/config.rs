@@ -61,6 +61,10 @@ pub struct Config {
     #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
     pub initial_cluster_state: String,
 
+    /// Reject reconfiguration requests that would cause quorum loss.
+    #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub strict_reconfig_check: bool,
+
     /// Discovery URL used to bootstrap the cluster (etcd's v2 discovery protocol).
     #[arg(long, env = "ETCD_DISCOVERY")]
     pub discovery: Option<String>,

@@ -473,13 +473,36 @@ fn start_joining_member(cluster: &Cluster, name: &str, peer_port: u16) -> (KillO
     (KillOnDrop(child), format!("http://127.0.0.1:{client_port}"))
 }
 
+/// MemberAdd, retried (at most 30 s) while the cluster answers "unhealthy
+/// cluster": etcd's strict reconfiguration check wants every voter linked
+/// for 5 s, which a cluster just started or just grown is not.
+async fn member_add(
+    admin: &mut retcd_api::etcdserverpb::cluster_client::ClusterClient<tonic::transport::Channel>,
+    peer_port: u16,
+    is_learner: bool,
+) -> Result<retcd_api::etcdserverpb::MemberAddResponse, tonic::Status> {
+    let req = retcd_api::etcdserverpb::MemberAddRequest {
+        peer_ur_ls: vec![format!("http://127.0.0.1:{peer_port}")],
+        is_learner,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match admin.member_add(req.clone()).await {
+            Err(e) if e.message() == "etcdserver: unhealthy cluster" && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            other => return other.map(tonic::Response::into_inner),
+        }
+    }
+}
+
 /// Membership changes while the cluster serves: a member added with
 /// MemberAdd joins with `--initial-cluster-state existing` and gets the
 /// data; a learner is added and promoted; a member is removed and stops.
 #[tokio::test(flavor = "multi_thread")]
 async fn members_are_added_promoted_and_removed() {
     use retcd_api::etcdserverpb::cluster_client::ClusterClient;
-    use retcd_api::etcdserverpb::{MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest};
+    use retcd_api::etcdserverpb::{MemberListRequest, MemberPromoteRequest, MemberRemoveRequest};
 
     let _serial = serial();
     let cluster = Cluster::start(retcd(), 3, &[]);
@@ -493,11 +516,7 @@ async fn members_are_added_promoted_and_removed() {
 
     // A voter joins.
     let peer4 = retcd_testkit::free_port();
-    let added = admin
-        .member_add(MemberAddRequest { peer_ur_ls: vec![format!("http://127.0.0.1:{peer4}")], is_learner: false })
-        .await
-        .unwrap()
-        .into_inner();
+    let added = member_add(&mut admin, peer4, false).await.unwrap();
     let id4 = added.member.unwrap().id;
     assert_eq!(added.members.len(), 4);
     let (mut p4, url4) = start_joining_member(&cluster, "m4", peer4);
@@ -512,21 +531,12 @@ async fn members_are_added_promoted_and_removed() {
     };
     assert_eq!(got.kvs[0].value, b"1");
     // Adding the same peer URL again is refused with etcd's error.
-    let dup = admin
-        .member_add(MemberAddRequest { peer_ur_ls: vec![format!("http://127.0.0.1:{peer4}")], is_learner: false })
-        .await
-        .unwrap_err();
+    let dup = member_add(&mut admin, peer4, false).await.unwrap_err();
     assert_eq!(dup.message(), "etcdserver: Peer URLs already exists");
 
     // A learner joins and is promoted.
     let peer5 = retcd_testkit::free_port();
-    let learner = admin
-        .member_add(MemberAddRequest { peer_ur_ls: vec![format!("http://127.0.0.1:{peer5}")], is_learner: true })
-        .await
-        .unwrap()
-        .into_inner()
-        .member
-        .unwrap();
+    let learner = member_add(&mut admin, peer5, true).await.unwrap().member.unwrap();
     assert!(learner.is_learner);
     // Not started, so not in sync: refused, also when asked of a follower
     // (the leader alone tracks progress and is asked).

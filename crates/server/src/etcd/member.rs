@@ -18,7 +18,7 @@ use super::StartError;
 use crate::apply::Applier;
 use crate::config::split_list;
 use crate::ids;
-use crate::raft::transport::{PeerTransport, Rejection};
+use crate::raft::transport::{PeerActivity, PeerTransport, PeerTransportParts, Rejection};
 use crate::raft::{RaftLinks, RaftNode, RaftSettings, RaftStatus};
 use crate::server::{EtcdServer, ServerSettings};
 use crate::stop::{StopReason, StopSignal};
@@ -116,15 +116,17 @@ pub fn start(plan: &StartPlan, restored: Restored) -> Result<Member, StartError>
     let rejected = Rejection::default();
     let peer_urls_by_id =
         membership.list().into_iter().filter(|m| m.id != member_id).map(|m| (m.id, m.peer_ur_ls)).collect();
-    let transport = PeerTransport::new(
+    let peer_activity = PeerActivity::default();
+    let transport = PeerTransport::new(PeerTransportParts {
         cluster_id,
-        member_id,
-        tokio::runtime::Handle::current(),
-        raft_tx.clone(),
-        peer_urls_by_id,
-        rejected.clone(),
-        plan.peer_dialer.clone(),
-    );
+        self_id: member_id,
+        runtime: tokio::runtime::Handle::current(),
+        raft_tx: raft_tx.clone(),
+        urls: peer_urls_by_id,
+        rejected: rejected.clone(),
+        dialer: plan.peer_dialer.clone(),
+        activity: peer_activity.clone(),
+    });
     let node = RaftNode::new(
         boot,
         Box::new(transport),
@@ -177,6 +179,7 @@ pub fn start(plan: &StartPlan, restored: Restored) -> Result<Member, StartError>
             max_request_bytes: cfg.max_request_bytes as usize,
             request_timeout,
             quota_bytes: cfg.quota_bytes(),
+            strict_reconfig_check: cfg.strict_reconfig_check,
         },
         kv,
         backend,
@@ -194,6 +197,7 @@ pub fn start(plan: &StartPlan, restored: Restored) -> Result<Member, StartError>
         v2,
         leader_channel: Default::default(),
         peer_dialer: plan.peer_dialer.clone(),
+        peer_activity,
     });
 
     Ok(Member {

@@ -7,11 +7,13 @@
 //! unreachable so the leader probes it gently) but never blocks the raft
 //! loop or the other members. A sender batches whatever is queued into one
 //! `RaftBatch` per write on a long-lived client stream, and reconnects with
-//! a backoff when the stream breaks.
+//! a backoff when the stream breaks. Senders start for every known member
+//! at once, not on the first message, so [`PeerActivity`] tells how long
+//! each link has been up (etcd's strict reconfiguration checks need it).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use prost011::Message as _;
@@ -48,6 +50,27 @@ pub trait RaftTransport: Send {
     fn send_snapshot(&mut self, msg: Message, backend: Arc<Backend>, conf_state: ConfState) -> bool;
 }
 
+/// Since when this member's link to each peer has been up (etcd's
+/// `ActiveSince`): set when a sender connects, cleared when its stream
+/// breaks or the peer is removed.
+#[derive(Clone, Default)]
+pub struct PeerActivity(Arc<parking_lot::Mutex<HashMap<u64, Instant>>>);
+
+impl PeerActivity {
+    /// None while the link to `id` is down (or was never up).
+    pub fn active_since(&self, id: u64) -> Option<Instant> {
+        self.0.lock().get(&id).copied()
+    }
+
+    fn up(&self, id: u64) {
+        self.0.lock().entry(id).or_insert_with(Instant::now);
+    }
+
+    fn down(&self, id: u64) {
+        self.0.lock().remove(&id);
+    }
+}
+
 /// The transport of a running member: one sender task per peer.
 pub struct PeerTransport {
     cluster_id: u64,
@@ -59,19 +82,42 @@ pub struct PeerTransport {
     urls: HashMap<u64, Vec<String>>,
     rejected: Rejection,
     dialer: PeerDialer,
+    activity: PeerActivity,
+}
+
+/// What a [`PeerTransport`] is built from.
+pub struct PeerTransportParts {
+    pub cluster_id: u64,
+    pub self_id: u64,
+    pub runtime: tokio::runtime::Handle,
+    pub raft_tx: Sender<RaftInput>,
+    /// The other members' peer URLs.
+    pub urls: HashMap<u64, Vec<String>>,
+    pub rejected: Rejection,
+    pub dialer: PeerDialer,
+    pub activity: PeerActivity,
 }
 
 impl PeerTransport {
-    pub fn new(
-        cluster_id: u64,
-        self_id: u64,
-        runtime: tokio::runtime::Handle,
-        raft_tx: Sender<RaftInput>,
-        urls: HashMap<u64, Vec<String>>,
-        rejected: Rejection,
-        dialer: PeerDialer,
-    ) -> PeerTransport {
-        PeerTransport { cluster_id, self_id, runtime, raft_tx, peers: HashMap::new(), urls, rejected, dialer }
+    /// Starts a sender for every member in `parts.urls`.
+    pub fn new(parts: PeerTransportParts) -> PeerTransport {
+        let PeerTransportParts { cluster_id, self_id, runtime, raft_tx, urls, rejected, dialer, activity } = parts;
+        let ids: Vec<u64> = urls.keys().copied().collect();
+        let mut t = PeerTransport {
+            cluster_id,
+            self_id,
+            runtime,
+            raft_tx,
+            peers: HashMap::new(),
+            urls,
+            rejected,
+            dialer,
+            activity,
+        };
+        for id in ids {
+            t.peer(id);
+        }
+        t
     }
 
     fn peer(&mut self, id: u64) -> Option<&mpsc::Sender<Message>> {
@@ -81,6 +127,7 @@ impl PeerTransport {
             let sender = PeerSender {
                 rejected: self.rejected.clone(),
                 dialer: self.dialer.clone(),
+                activity: self.activity.clone(),
                 url,
                 cluster_id: self.cluster_id,
                 from: self.self_id,
@@ -115,12 +162,14 @@ impl RaftTransport for PeerTransport {
             return;
         }
         // The removed or changed member's sender task ends when its queue
-        // is dropped; a new one starts on the next message.
+        // is dropped.
         self.peers.remove(&id);
+        self.activity.down(id);
         if change == ConfChangeType::RemoveNode || urls.is_empty() {
             self.urls.remove(&id);
         } else {
             self.urls.insert(id, urls);
+            self.peer(id);
         }
     }
 
@@ -152,6 +201,7 @@ pub type Rejection = Arc<parking_lot::Mutex<Option<String>>>;
 struct PeerSender {
     rejected: Rejection,
     dialer: PeerDialer,
+    activity: PeerActivity,
     url: String,
     cluster_id: u64,
     from: u64,
@@ -159,7 +209,13 @@ struct PeerSender {
 }
 
 impl PeerSender {
-    async fn run(self, mut rx: mpsc::Receiver<Message>, raft_tx: Sender<RaftInput>) {
+    async fn run(self, rx: mpsc::Receiver<Message>, raft_tx: Sender<RaftInput>) {
+        self.deliver(rx, raft_tx).await;
+        self.activity.down(self.to);
+    }
+
+    /// Connects and streams until the transport forgets this peer.
+    async fn deliver(&self, mut rx: mpsc::Receiver<Message>, raft_tx: Sender<RaftInput>) {
         let mut backoff = Duration::from_millis(50);
         let mut logged_down = false;
         loop {
@@ -170,7 +226,10 @@ impl PeerSender {
                         logged_down = false;
                     }
                     backoff = Duration::from_millis(50);
-                    if !self.stream(channel, &mut rx).await {
+                    self.activity.up(self.to);
+                    let transport_alive = self.stream(channel, &mut rx).await;
+                    self.activity.down(self.to);
+                    if !transport_alive {
                         return;
                     }
                 }

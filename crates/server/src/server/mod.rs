@@ -2,6 +2,7 @@
 //! proposals and waits for their results, serves linearizable reads after a
 //! read-index round, and fills response headers.
 
+mod cluster;
 mod kv;
 mod lease;
 
@@ -11,13 +12,12 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use prost::Message as _;
-use raft::eraftpb::ConfChange;
 use retcd_api::errors::EtcdError;
 use retcd_api::etcdserverpb::alarm_request::AlarmAction;
 use retcd_api::etcdserverpb::request_op::Request;
 use retcd_api::etcdserverpb::{AlarmRequest, AlarmType, Member, ResponseHeader, TxnRequest};
 use retcd_api::retcdpb::peer_client::PeerClient;
-use retcd_api::retcdpb::{InternalRequest, LearnerSyncRequest, RequestHeader};
+use retcd_api::retcdpb::{InternalRequest, RequestHeader};
 use retcd_storage::backend::Backend;
 use retcd_storage::mvcc::KvStore;
 use tokio::sync::oneshot;
@@ -70,6 +70,9 @@ pub struct ServerSettings {
     pub request_timeout: Duration,
     /// `--quota-backend-bytes` in effect; None when disabled.
     pub quota_bytes: Option<u64>,
+    /// `--strict-reconfig-check`: refuse membership changes that could
+    /// cost the quorum.
+    pub strict_reconfig_check: bool,
 }
 
 pub struct EtcdServer {
@@ -93,6 +96,8 @@ pub struct EtcdServer {
     pub leader_channel: parking_lot::Mutex<Option<(String, tonic::transport::Channel)>>,
     /// How to reach other members (peer TLS included).
     pub peer_dialer: crate::peer_dial::PeerDialer,
+    /// How long each link to another member has been up.
+    pub peer_activity: crate::raft::transport::PeerActivity,
 }
 
 impl EtcdServer {
@@ -258,28 +263,6 @@ impl EtcdServer {
             Box::pin(self.propose::<()>(InternalRequest { alarm: Some(alarm), ..Default::default() })).await?;
         }
         Err(EtcdError::NoSpace)
-    }
-
-    /// Whether learner `id` is in sync with the leader, asked of the leader
-    /// (only it tracks each member's progress).
-    pub async fn learner_in_sync(&self, id: u64) -> Result<bool, EtcdError> {
-        if self.raft.is_leader() {
-            return Ok(self.raft.learner_in_sync(id));
-        }
-        let mut leader = self.leader_peer()?;
-        let resp = leader.learner_in_sync(LearnerSyncRequest { id }).await.map_err(|_| EtcdError::NoLeader)?;
-        Ok(resp.into_inner().in_sync)
-    }
-
-    /// Proposes a membership change and waits until it is applied; returns
-    /// the members after it.
-    pub async fn propose_conf_change(&self, mut cc: ConfChange) -> Result<Vec<Member>, EtcdError> {
-        let id = self.ids.next();
-        cc.id = id;
-        match self.wait_applied(id, RaftInput::ProposeConfChange(cc)).await? {
-            Applied::Members(members) => Ok(members),
-            _ => Err(EtcdError::Stopped),
-        }
     }
 
     /// Waits until this member has applied everything committed when the
