@@ -12,6 +12,7 @@ pub mod apply;
 pub mod checks;
 pub mod credentials;
 pub mod jwt;
+pub mod password;
 pub mod perms;
 pub mod token;
 

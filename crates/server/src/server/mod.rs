@@ -2,6 +2,7 @@
 //! proposals and waits for their results, serves linearizable reads after a
 //! read-index round, and fills response headers.
 
+mod auth;
 mod cluster;
 mod kv;
 mod lease;
