@@ -16,7 +16,7 @@ use retcd_api::etcdserverpb::{
     HashKvRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseTimeToLiveRequest, PutRequest, RangeRequest,
     StatusRequest,
 };
-use retcd_testkit::{etcdctl, member_command, require_tool, spawn_logged, Cluster};
+use retcd_testkit::{etcdctl, require_tool, spawn_logged, Cluster, MemberSpec};
 use tonic::transport::Channel;
 
 /// The tests here each run three members doing real work; run one at a time
@@ -467,8 +467,10 @@ fn start_joining_member(cluster: &Cluster, name: &str, peer_port: u16) -> (KillO
     let client_port = retcd_testkit::free_port();
     let initial = format!("{},{name}=http://127.0.0.1:{peer_port}", cluster.initial_cluster());
     let dir = cluster.dir.path().join(format!("{name}.etcd"));
-    let mut cmd = member_command(retcd(), name, client_port, peer_port, &dir, &initial);
-    cmd.args(["--initial-cluster-state", "existing"]);
+    let mut cmd = MemberSpec::new(retcd(), name, client_port, peer_port, &dir)
+        .initial_cluster(&initial)
+        .args(["--initial-cluster-state", "existing"])
+        .command();
     let child = spawn_logged(&mut cmd, &cluster.dir.path().join(format!("{name}.log")));
     (KillOnDrop(child), format!("http://127.0.0.1:{client_port}"))
 }
@@ -628,8 +630,10 @@ async fn member_of_another_cluster_is_refused() {
     let m = &cluster.members[2];
     let stranger_dir = cluster.dir.path().join("stranger.etcd");
     let out = retcd_testkit::wait_output(
-        member_command(retcd(), &m.name, m.client_port, m.peer_port, &stranger_dir, &cluster.initial_cluster())
+        MemberSpec::new(retcd(), &m.name, m.client_port, m.peer_port, &stranger_dir)
+            .initial_cluster(&cluster.initial_cluster())
             .args(["--initial-cluster-token", "another-token"])
+            .command()
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -15,7 +15,7 @@ use retcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
 use retcd_api::etcdserverpb::{AlarmRequest, AlarmType, PutRequest, StatusRequest};
 use retcd_api::mvccpb::KeyValue;
 use retcd_storage::backend::{Backend, Table};
-use retcd_testkit::{member_command, wait_output, Cluster};
+use retcd_testkit::{wait_output, Cluster};
 
 fn retcd() -> &'static std::path::Path {
     env!("CARGO_BIN_EXE_retcd").as_ref()
@@ -78,8 +78,10 @@ async fn a_member_with_altered_data_is_caught() {
     // With the initial check it refuses to start.
     let m = &cluster.members[victim];
     let out = wait_output(
-        member_command(retcd(), &m.name, m.client_port, m.peer_port, &m.data_dir, &cluster.initial_cluster())
+        m.spec(retcd())
+            .initial_cluster(&cluster.initial_cluster())
             .args(["--initial-cluster-token", &cluster.token, "--experimental-initial-corrupt-check"])
+            .command()
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -5,13 +5,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use retcd_api::etcdserverpb::cluster_client::ClusterClient;
 use retcd_api::etcdserverpb::kv_client::KvClient;
 use retcd_api::etcdserverpb::{MemberListRequest, PutRequest, RangeRequest};
-use retcd_testkit::{free_port, require_tool, spawn_logged, wait_output, Cluster, Kind, Server};
+use retcd_testkit::{free_port, require_tool, spawn_logged, wait_output, Cluster, Kind, MemberSpec, Server};
 use tonic::transport::Channel;
 
 fn retcd() -> &'static std::path::Path {
@@ -26,38 +26,18 @@ fn channel(url: &str) -> Channel {
     tonic::transport::Endpoint::from_shared(url.to_string()).unwrap().timeout(Duration::from_secs(5)).connect_lazy()
 }
 
-/// The flags of one member on loopback bootstrapping through v3 discovery.
-fn member_args(name: &str, client: u16, peer: u16, discovery: &str, token: &str) -> Vec<String> {
-    let client = format!("http://127.0.0.1:{client}");
-    let peer = format!("http://127.0.0.1:{peer}");
-    [
-        "--name",
-        name,
-        "--listen-client-urls",
-        &client,
-        "--advertise-client-urls",
-        &client,
-        "--listen-peer-urls",
-        &peer,
-        "--initial-advertise-peer-urls",
-        &peer,
-        "--discovery-endpoints",
-        discovery,
-        "--discovery-token",
-        token,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+/// The flags that make a member bootstrap through v3 discovery.
+fn discovery_flags(discovery: &str, token: &str) -> Vec<String> {
+    ["--discovery-endpoints", discovery, "--discovery-token", token].map(String::from).to_vec()
 }
 
-/// Runs a member expected to exit; returns (exit code, stderr).
-fn run_to_exit(args: &[String]) -> (Option<i32>, String) {
+/// Runs a member named `name` on fresh ports and data dir with `flags`,
+/// expected to exit; returns (exit code, stderr).
+fn run_to_exit(name: &str, flags: &[String]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
-    let child = Command::new(retcd())
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(args)
+    let child = MemberSpec::new(retcd(), name, free_port(), free_port(), &dir.path().join("data"))
+        .args(flags)
+        .command()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -123,11 +103,7 @@ fn spawn_member(cluster: &mut Cluster, i: usize, discovery: &str, token: &str) {
 
 fn spawn_member_with(cluster: &mut Cluster, i: usize, discovery: &str, token: &str, extra: &[&str]) {
     let m = &mut cluster.members[i];
-    let mut cmd = Command::new(retcd());
-    cmd.arg("--data-dir")
-        .arg(&m.data_dir)
-        .args(member_args(&m.name, m.client_port, m.peer_port, discovery, token))
-        .args(extra);
+    let mut cmd = m.spec(retcd()).args(discovery_flags(discovery, token)).args(extra).command();
     m.child = Some(spawn_logged(&mut cmd, &m.log));
 }
 
@@ -196,7 +172,7 @@ fn bootstrap_three_then_refuse_a_fourth(discovery: &str, token: &str) {
     });
 
     // A fourth member with the same token: the cluster is full.
-    let (code, err) = run_to_exit(&member_args("m4", free_port(), free_port(), &discovery, token));
+    let (code, err) = run_to_exit("m4", &discovery_flags(&discovery, token));
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("failed to join discovery cluster (discovery: cluster is full)"), "{err}");
 }
@@ -205,24 +181,24 @@ fn bootstrap_three_then_refuse_a_fourth(discovery: &str, token: &str) {
 fn missing_size_key_and_half_given_flags_are_refused() {
     let service = Server::start(Kind::Retcd, retcd(), &[]);
     let discovery = service.endpoint();
-    let (code, err) = run_to_exit(&member_args("m1", free_port(), free_port(), &discovery, "no-size-here"));
+    let (code, err) = run_to_exit("m1", &discovery_flags(&discovery, "no-size-here"));
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("failed to join discovery cluster (discovery: size key not found)"), "{err}");
 
     rt_put(&discovery, "/_etcd/registry/bad-size/_config/size", "three");
-    let (code, err) = run_to_exit(&member_args("m1", free_port(), free_port(), &discovery, "bad-size"));
+    let (code, err) = run_to_exit("m1", &discovery_flags(&discovery, "bad-size"));
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("discovery: size key is bad"), "{err}");
 
-    let mut args = member_args("m1", free_port(), free_port(), &discovery, "t");
-    args.truncate(args.len() - 2);
-    let (code, err) = run_to_exit(&args);
+    let mut flags = discovery_flags(&discovery, "t");
+    flags.truncate(flags.len() - 2);
+    let (code, err) = run_to_exit("m1", &flags);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("both --discovery-token and --discovery-endpoints must be set"), "{err}");
 
-    let mut args = member_args("m1", free_port(), free_port(), &discovery, "t");
-    args.extend(["--initial-cluster".to_string(), "m1=http://127.0.0.1:1".to_string()]);
-    let (code, err) = run_to_exit(&args);
+    let mut flags = discovery_flags(&discovery, "t");
+    flags.extend(["--initial-cluster".to_string(), "m1=http://127.0.0.1:1".to_string()]);
+    let (code, err) = run_to_exit("m1", &flags);
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("Choose one of \"initial-cluster\", \"discovery\", \"discovery-endpoints\" or \"discovery-srv\""),
@@ -257,9 +233,9 @@ fn discovery_with_auth() {
         auth.auth_enable(AuthEnableRequest {}).await.unwrap();
     });
 
-    let mut args = member_args("m1", free_port(), free_port(), &discovery, token);
-    args.extend(["--discovery-user", "root", "--discovery-password", "wrong"].map(String::from));
-    let (code, err) = run_to_exit(&args);
+    let mut flags = discovery_flags(&discovery, token);
+    flags.extend(["--discovery-user", "root", "--discovery-password", "wrong"].map(String::from));
+    let (code, err) = run_to_exit("m1", &flags);
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains(

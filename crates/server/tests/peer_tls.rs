@@ -14,7 +14,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use retcd_testkit::pki::Pki;
-use retcd_testkit::{etcdctl, free_port, member_command_with_peer_scheme, require_tool, spawn_logged, Cluster};
+use retcd_testkit::{etcdctl, free_port, require_tool, spawn_logged, Cluster, MemberSpec};
 
 fn retcd() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_retcd"))
@@ -88,17 +88,30 @@ fn three_members_over_peer_mutual_tls() {
         let name = format!("intruder{attempt}");
         let (peer_port, client_port) = (free_port(), free_port());
         let peer_url = format!("https://127.0.0.1:{peer_port}");
-        let add = etcdctl(
-            &cluster.members[0].endpoint(),
-            &["member", "add", &name, &format!("--peer-urls={peer_url}")],
-            None,
-        );
+        // Retried while the links are younger than etcd's 5 s health
+        // interval (strict reconfiguration check).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let add = loop {
+            let add = etcdctl(
+                &cluster.members[0].endpoint(),
+                &["member", "add", &name, &format!("--peer-urls={peer_url}")],
+                None,
+            );
+            if add.status.success() || !text(&add).contains("unhealthy cluster") || std::time::Instant::now() > deadline
+            {
+                break add;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
         assert!(add.status.success(), "{}", text(&add));
         let initial = format!("{},{name}={peer_url}", cluster.initial_cluster());
         let dir = cluster.dir.path().join(format!("{name}.etcd"));
-        let mut cmd = member_command_with_peer_scheme(retcd(), &name, client_port, peer_port, &dir, &initial, "https");
-        cmd.args(["--initial-cluster-state", "existing", "--initial-cluster-token", &cluster.token]);
-        cmd.args(peer_flags(cert_dir, cert_name));
+        let mut cmd = MemberSpec::new(retcd(), &name, client_port, peer_port, &dir)
+            .peer_scheme("https")
+            .initial_cluster(&initial)
+            .args(["--initial-cluster-state", "existing", "--initial-cluster-token", &cluster.token])
+            .args(peer_flags(cert_dir, cert_name))
+            .command();
         let log = cluster.dir.path().join(format!("{name}.log"));
         let mut child = spawn_logged(&mut cmd, &log);
         let status = wait_exit(&mut child, Duration::from_secs(60));
@@ -131,8 +144,10 @@ fn https_peer_url_needs_a_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let (client, peer) = (free_port(), free_port());
     let initial = format!("default=https://127.0.0.1:{peer}");
-    let mut cmd =
-        member_command_with_peer_scheme(retcd(), "default", client, peer, &dir.path().join("d"), &initial, "https");
+    let mut cmd = MemberSpec::new(retcd(), "default", client, peer, &dir.path().join("d"))
+        .peer_scheme("https")
+        .initial_cluster(&initial)
+        .command();
     let log = dir.path().join("log");
     let mut child = spawn_logged(&mut cmd, &log);
     let status = wait_exit(&mut child, Duration::from_secs(30));

@@ -29,7 +29,7 @@ use rand::{Rng, SeedableRng};
 use retcd_api::etcdserverpb::kv_client::KvClient;
 use retcd_api::etcdserverpb::{PutRequest, RangeRequest};
 use retcd_faults::powerloss::{self, Journal, Model};
-use retcd_testkit::{free_port, member_command, require_tool, spawn_logged};
+use retcd_testkit::{free_port, require_tool, spawn_logged, MemberSpec};
 use tonic::transport::{Channel, Endpoint};
 
 const RETCD: &str = env!("CARGO_BIN_EXE_retcd");
@@ -138,11 +138,11 @@ impl Run {
     fn spawn(&mut self, i: usize, env: &[(String, String)]) {
         let initial = self.initial_cluster();
         let m = &mut self.members[i];
-        let mut cmd = member_command(RETCD.as_ref(), &m.name, m.client_port, m.peer_port, &m.data_dir, &initial);
-        cmd.arg("--initial-cluster-token")
-            .arg(&self.token)
-            .args(["--snapshot-count", SNAPSHOT_COUNT])
-            .envs(env.iter().map(|(k, v)| (k, v)));
+        let mut cmd = MemberSpec::new(RETCD.as_ref(), &m.name, m.client_port, m.peer_port, &m.data_dir)
+            .initial_cluster(&initial)
+            .args(["--initial-cluster-token", &self.token, "--snapshot-count", SNAPSHOT_COUNT])
+            .command();
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         writeln!(std::fs::OpenOptions::new().create(true).append(true).open(&m.log).unwrap(), "--- {:?}", env).unwrap();
         m.child = Some(spawn_logged(&mut cmd, &m.log));
     }

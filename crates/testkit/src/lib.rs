@@ -113,9 +113,10 @@ impl Server {
     /// Starts the process (again) on the same ports and data dir.
     pub fn spawn(&mut self) {
         let initial = format!("default=http://127.0.0.1:{}", self.peer_port);
-        let mut cmd =
-            member_command(&self.binary, "default", self.client_port, self.peer_port, &self.data_dir(), &initial);
-        cmd.args(&self.extra_args);
+        let mut cmd = MemberSpec::new(&self.binary, "default", self.client_port, self.peer_port, &self.data_dir())
+            .initial_cluster(&initial)
+            .args(&self.extra_args)
+            .command();
         self.child = Some(spawn_logged(&mut cmd, &self.log));
     }
 
@@ -216,48 +217,77 @@ pub fn retcd_binary() -> PathBuf {
     bin
 }
 
-/// The command line of one member on loopback: `--name`, `--data-dir`,
-/// client and peer URLs on 127.0.0.1 (listen and advertise), and
-/// `--initial-cluster`. Callers add their own flags after these.
-pub fn member_command(
-    binary: &Path,
-    name: &str,
+/// How a test starts one member: the command line every member needs on
+/// loopback (`--name`, `--data-dir`, client and peer URLs on 127.0.0.1,
+/// listened on and advertised), then how it finds its cluster and whatever
+/// else the test adds. Every way the tests start a member (static cluster,
+/// joining, discovery, SRV, peer TLS) goes through it.
+///
+/// ```no_run
+/// # use retcd_testkit::MemberSpec;
+/// # let (binary, dir) = (std::path::Path::new("retcd"), std::path::Path::new("/tmp/d"));
+/// let cmd = MemberSpec::new(binary, "m4", 2379, 2380, dir)
+///     .initial_cluster("m1=http://127.0.0.1:2480,m4=http://127.0.0.1:2380")
+///     .arg("--initial-cluster-state")
+///     .arg("existing")
+///     .command();
+/// ```
+pub struct MemberSpec {
+    binary: PathBuf,
+    name: String,
     client_port: u16,
     peer_port: u16,
-    data_dir: &Path,
-    initial_cluster: &str,
-) -> Command {
-    member_command_with_peer_scheme(binary, name, client_port, peer_port, data_dir, initial_cluster, "http")
+    data_dir: PathBuf,
+    peer_scheme: String,
+    args: Vec<String>,
 }
 
-/// [`member_command`] with `peer_scheme` (`http` or `https`) for the peer URLs.
-pub fn member_command_with_peer_scheme(
-    binary: &Path,
-    name: &str,
-    client_port: u16,
-    peer_port: u16,
-    data_dir: &Path,
-    initial_cluster: &str,
-    peer_scheme: &str,
-) -> Command {
-    let client = format!("http://127.0.0.1:{client_port}");
-    let peer = format!("{peer_scheme}://127.0.0.1:{peer_port}");
-    let mut cmd = Command::new(binary);
-    cmd.arg("--name")
-        .arg(name)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--listen-client-urls")
-        .arg(&client)
-        .arg("--advertise-client-urls")
-        .arg(&client)
-        .arg("--listen-peer-urls")
-        .arg(&peer)
-        .arg("--initial-advertise-peer-urls")
-        .arg(&peer)
-        .arg("--initial-cluster")
-        .arg(initial_cluster);
-    cmd
+impl MemberSpec {
+    pub fn new(binary: &Path, name: &str, client_port: u16, peer_port: u16, data_dir: &Path) -> MemberSpec {
+        MemberSpec {
+            binary: binary.to_path_buf(),
+            name: name.to_string(),
+            client_port,
+            peer_port,
+            data_dir: data_dir.to_path_buf(),
+            peer_scheme: "http".into(),
+            args: Vec::new(),
+        }
+    }
+
+    /// `https` for peer TLS (the caller adds the certificate flags).
+    pub fn peer_scheme(mut self, scheme: &str) -> MemberSpec {
+        self.peer_scheme = scheme.to_string();
+        self
+    }
+
+    /// A static cluster: `--initial-cluster list`.
+    pub fn initial_cluster(self, list: &str) -> MemberSpec {
+        self.arg("--initial-cluster").arg(list)
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<str>) -> MemberSpec {
+        self.args.push(arg.as_ref().to_string());
+        self
+    }
+
+    pub fn args<S: AsRef<str>>(mut self, args: impl IntoIterator<Item = S>) -> MemberSpec {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_string()));
+        self
+    }
+
+    pub fn command(&self) -> Command {
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("{}://127.0.0.1:{}", self.peer_scheme, self.peer_port);
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(["--name", &self.name])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(&self.args);
+        cmd
+    }
 }
 
 /// Spawns `cmd` with no stdin and its stdout and stderr appended to `log`.
@@ -352,6 +382,11 @@ pub struct Member {
 }
 
 impl Member {
+    /// This member's ports, name and data dir, to start `binary` with.
+    pub fn spec(&self, binary: &Path) -> MemberSpec {
+        MemberSpec::new(binary, &self.name, self.client_port, self.peer_port, &self.data_dir)
+    }
+
     pub fn endpoint(&self) -> String {
         format!("127.0.0.1:{}", self.client_port)
     }
@@ -525,19 +560,14 @@ impl Cluster {
     pub fn spawn(&mut self, i: usize) {
         let initial = self.initial_cluster();
         let m = &mut self.members[i];
-        let mut cmd = member_command_with_peer_scheme(
-            &self.binary,
-            &m.name,
-            m.client_port,
-            m.peer_port,
-            &m.data_dir,
-            &initial,
-            &self.peer_scheme,
-        );
-        cmd.arg("--initial-cluster-token").arg(&self.token).args(&self.extra_args);
-        if let Some(own) = self.member_args.get(i) {
-            cmd.args(own);
-        }
+        let mut cmd = m
+            .spec(&self.binary)
+            .peer_scheme(&self.peer_scheme)
+            .initial_cluster(&initial)
+            .args(["--initial-cluster-token", &self.token])
+            .args(&self.extra_args)
+            .args(self.member_args.get(i).into_iter().flatten())
+            .command();
         if let Some(env) = self.member_env.get(i) {
             cmd.envs(env.iter().map(|(k, v)| (k, v)));
         }
@@ -642,18 +672,12 @@ pub fn srv_cluster(binary: &Path, size: usize, domain: &str) -> (Cluster, dns::D
 /// Starts member `i` of `cluster` with `--discovery-srv domain` (and no
 /// `--initial-cluster`), resolving through `dns`.
 pub fn spawn_srv_member(cluster: &mut Cluster, i: usize, domain: &str, dns: &dns::DnsServer, extra: &[&str]) {
-    let token = cluster.token.clone();
     let m = &mut cluster.members[i];
-    let client = format!("http://127.0.0.1:{}", m.client_port);
-    let peer = format!("http://127.0.0.1:{}", m.peer_port);
-    let mut cmd = Command::new(&cluster.binary);
-    cmd.env(DNS_SERVER_ENV, dns.addr.to_string())
-        .args(["--name", &m.name])
-        .arg("--data-dir")
-        .arg(&m.data_dir)
-        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-        .args(["--discovery-srv", domain, "--initial-cluster-token", &token])
-        .args(extra);
+    let mut cmd = m
+        .spec(&cluster.binary)
+        .args(["--discovery-srv", domain, "--initial-cluster-token", &cluster.token])
+        .args(extra)
+        .command();
+    cmd.env(DNS_SERVER_ENV, dns.addr.to_string());
     m.child = Some(spawn_logged(&mut cmd, &m.log));
 }
