@@ -112,7 +112,9 @@ impl Etcd {
         }
         for url in &plan.client_urls {
             let tls = if url.tls { plan.client_tls.clone() } else { None };
-            let bound = etcd.serve(url.addr, tls, client_routes(&server, cfg.enable_v2), "client").await?;
+            let bound = etcd
+                .serve(url.addr, tls, client_routes(&server, cfg.enable_v2, cfg.max_concurrent_streams), "client")
+                .await?;
             etcd.client_addrs.push(bound);
         }
         for url in &plan.metrics_urls {
@@ -278,9 +280,10 @@ impl Etcd {
 
 /// What the client port serves: the gRPC services and the HTTP endpoints
 /// beside them.
-fn client_routes(server: &Arc<EtcdServer>, enable_v2: bool) -> axum::Router {
+fn client_routes(server: &Arc<EtcdServer>, enable_v2: bool, max_streams: u32) -> axum::Router {
     // gRPC, its JSON gateway and the HTTP endpoints share the port, as etcd's.
-    let routes = crate::v3rpc::routes(server).merge(crate::gateway::routes(server)).merge(crate::http::routes(server));
+    let gateway = crate::gateway::routes(server, max_streams);
+    let routes = crate::v3rpc::routes(server).merge(gateway).merge(crate::http::routes(server));
     if enable_v2 {
         routes.merge(crate::http::v2keys::routes(server))
     } else {

@@ -11,6 +11,11 @@
 //! grpc-gateway derives from the gRPC code. The `Authorization` header is
 //! passed on as the `authorization` and `token` metadata.
 //!
+//! etcd's gateway reaches its gRPC server over one internal connection, so
+//! `--max-concurrent-streams` bounds all gateway calls together: a call past
+//! the limit waits until one in progress (a watch, say) ends. Each call here
+//! holds one of as many permits until its response body is dropped.
+//!
 //! The gateway must never answer differently from the gRPC service it fronts:
 //! it only translates.
 
@@ -36,7 +41,7 @@ use retcd_api::etcdserverpb::maintenance_server::Maintenance;
 use retcd_api::etcdserverpb::watch_server::Watch;
 use retcd_api::v3electionpb::election_server::Election;
 use retcd_api::v3lockpb::lock_server::Lock;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Status, Streaming};
 
@@ -45,14 +50,52 @@ use crate::server::EtcdServer;
 use crate::v3rpc::inproc::{request, request_stream};
 use crate::v3rpc::{auth, cluster, election, kv, lease, lock, maintenance, watch};
 
-/// The gateway's routes, to be merged with the gRPC ones.
-pub fn routes(server: &Arc<EtcdServer>) -> axum::Router {
+/// What every gateway call shares.
+#[derive(Clone)]
+struct Gateway {
+    server: Arc<EtcdServer>,
+    /// One permit per call in progress, when `--max-concurrent-streams` is
+    /// set (etcd's default is no limit).
+    streams: Option<Arc<Semaphore>>,
+}
+
+/// The gateway's routes, to be merged with the gRPC ones; at most
+/// `max_streams` calls run at once.
+pub fn routes(server: &Arc<EtcdServer>, max_streams: u32) -> axum::Router {
+    let streams = (max_streams != u32::MAX).then(|| Arc::new(Semaphore::new(max_streams as usize)));
     axum::Router::new()
         .route("/v3/", axum::routing::any(handle))
         .route("/v3/{*path}", axum::routing::any(handle))
         .route("/v3beta/", axum::routing::any(handle))
         .route("/v3beta/{*path}", axum::routing::any(handle))
-        .with_state(server.clone())
+        .with_state(Gateway { server: server.clone(), streams })
+}
+
+/// A response body that holds its call's stream permit until it is
+/// dropped (sent in full, or its client gone).
+struct Held {
+    body: Body,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl http_body::Body for Held {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Every path served (after `/v3/`), for telling a wrong method (405) from
@@ -124,7 +167,7 @@ macro_rules! unary {
 }
 
 async fn handle(
-    State(server): State<Arc<EtcdServer>>,
+    State(Gateway { server, streams }): State<Gateway>,
     uri: Uri,
     method: Method,
     headers: HeaderMap,
@@ -143,6 +186,14 @@ async fn handle(
             plain(StatusCode::NOT_FOUND, "Not Found\n")
         });
     }
+    // Waits, as a stream past the limit on etcd's internal connection does.
+    let permit = match streams {
+        Some(streams) => match streams.acquire_owned().await {
+            Ok(p) => Some(p),
+            Err(_) => return plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n"),
+        },
+        None => None,
+    };
     let s = server.clone();
     let call = Call { server, body, metadata: metadata(&headers) };
     let resp = match path {
@@ -262,6 +313,10 @@ async fn handle(
             unary!(call, election::ElectionService { server: s }, "v3electionpb.Election", "Resign", resign)
         }
         _ => plain(StatusCode::NOT_FOUND, "Not Found\n"),
+    };
+    let resp = match permit {
+        Some(permit) => resp.map(|body| Body::new(Held { body, _permit: permit })),
+        None => resp,
     };
     with_cors(resp)
 }
