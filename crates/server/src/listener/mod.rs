@@ -5,7 +5,11 @@
 //! [`ClientAddr`] for the request log and, on TLS connections verified with
 //! a client certificate, its common name as [`VerifiedCn`] (for etcd's
 //! certificate-based auth). Extensions, unlike headers, cannot be sent by a
-//! client, so neither can be forged.
+//! client, so neither can be forged. Every connection goes through
+//! [`authority::AuthorityRepair`], so that grpc-go's passthrough dials are
+//! served.
+
+mod authority;
 
 use std::net::SocketAddr;
 
@@ -129,7 +133,8 @@ where
             }
             req
         });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+        let io = TokioIo::new(authority::AuthorityRepair::new(io));
+        let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
         let conn = graceful.watch(conn.into_owned());
         connections.spawn(async move {
             if let Err(e) = conn.await {
