@@ -20,9 +20,26 @@ pub fn go_bool(s: &str) -> Result<bool, String> {
 /// Go's `time.ParseDuration` (see [`retcd_api::duration`]).
 pub use retcd_api::duration::parse_go_duration as go_duration;
 
+impl Cli {
+    /// Parses the process's arguments as etcdctl's cobra tree does: `help`
+    /// is a command at the top only (clap would add one to every group,
+    /// which would make `endpoint he` ambiguous where cobra takes it for
+    /// `endpoint health`).
+    pub fn parse_args() -> Result<Cli, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches};
+        fn no_nested_help(cmd: clap::Command) -> clap::Command {
+            cmd.mut_subcommands(|sub| no_nested_help(sub.disable_help_subcommand(true)))
+        }
+        let matches = no_nested_help(Cli::command()).try_get_matches()?;
+        Cli::from_arg_matches(&matches)
+    }
+}
+
 /// etcdctl: a simple command line client for etcd3 (retcd's edition).
 #[derive(Debug, Parser)]
-#[command(name = "retcdctl", version = crate::VERSION, disable_version_flag = true, about = "A simple command line client for etcd3.")]
+// infer_subcommands: a unique prefix names a command, as cobra's
+// EnablePrefixMatching (which etcdctl turns on) allows: `user del`, `mem li`.
+#[command(name = "retcdctl", version = crate::VERSION, disable_version_flag = true, infer_subcommands = true, about = "A simple command line client for etcd3.")]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -141,6 +158,22 @@ pub enum Command {
     /// Enable or disable authentication
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// Generate the autocompletion script for the specified shell
+    #[command(subcommand)]
+    Completion(CompletionCommand),
+}
+
+/// The shells `completion` writes a script for (etcdctl's, from cobra).
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum CompletionCommand {
+    /// Generate the autocompletion script for bash
+    Bash,
+    /// Generate the autocompletion script for fish
+    Fish,
+    /// Generate the autocompletion script for powershell
+    Powershell,
+    /// Generate the autocompletion script for zsh
+    Zsh,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,6 @@ mod exit;
 mod printer;
 
 use clap::error::ErrorKind;
-use clap::Parser;
 
 /// The etcdctl release whose behaviour retcdctl reproduces (printed by
 /// `version`, like etcdctl's own).
@@ -17,7 +16,7 @@ pub const VERSION: &str = "3.4.23";
 
 fn main() {
     check_env();
-    let cli = match cli::Cli::try_parse() {
+    let cli = match cli::Cli::parse_args() {
         Ok(c) => c,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = e.print();
@@ -53,6 +52,68 @@ fn main() {
     }
 }
 
+/// etcdctl's top-level commands in the order it adds them (cobra suggests
+/// in this order, `help` and `completion` last).
+const ETCDCTL_COMMANDS: &[&str] = &[
+    "get",
+    "put",
+    "del",
+    "txn",
+    "compaction",
+    "alarm",
+    "defrag",
+    "endpoint",
+    "move-leader",
+    "watch",
+    "version",
+    "lease",
+    "member",
+    "snapshot",
+    "make-mirror",
+    "migrate",
+    "lock",
+    "elect",
+    "auth",
+    "user",
+    "role",
+    "check",
+    "help",
+    "completion",
+];
+
+/// cobra's "Did you mean this?" for an unknown command `typed`: the
+/// commands within two edits of it, or that it is a prefix of (both
+/// ignoring case).
+fn suggestions(typed: &str) -> String {
+    let typed = typed.to_lowercase();
+    let found: Vec<&str> =
+        ETCDCTL_COMMANDS.iter().copied().filter(|c| c.starts_with(&typed) || edit_distance(&typed, c) <= 2).collect();
+    if found.is_empty() {
+        return String::new();
+    }
+    let mut text = "\n\nDid you mean this?\n".to_string();
+    for c in found {
+        text.push_str(&format!("\t{c}\n"));
+    }
+    text
+}
+
+/// Levenshtein distance between `a` and `b`, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 /// etcdctl's (cobra and pflag's) text for a command line clap refused, and
 /// whether cobra prints it twice (flag errors) or with its usage hint
 /// (unknown commands).
@@ -71,7 +132,7 @@ fn go_parse_error(e: &clap::Error) -> (String, bool) {
                 let _ = cli::Cli::command().print_help();
                 std::process::exit(0);
             }
-            let msg = format!("unknown command \"{name}\" for \"etcdctl\"");
+            let msg = format!("unknown command \"{name}\" for \"etcdctl\"{}", suggestions(&name));
             (format!("{msg}\nRun 'etcdctl --help' for usage.\nError: {msg}"), false)
         }
         ErrorKind::UnknownArgument => {

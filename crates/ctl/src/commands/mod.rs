@@ -40,11 +40,32 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::User(c) => auth::user(&ctx, c).await,
         Command::Role(c) => auth::role(&ctx, c).await,
         Command::Auth(c) => auth::auth(&ctx, c).await,
+        Command::Completion(shell) => {
+            completion(shell);
+            Ok(())
+        }
         Command::Version => {
             out(format!("etcdctl version: {}\nAPI version: 3.4\n", crate::VERSION));
             Ok(())
         }
     }
+}
+
+/// Writes the completion script for `shell` (clap's script, for
+/// retcdctl's own commands and flags; cobra's differs in form).
+fn completion(shell: crate::cli::CompletionCommand) {
+    use crate::cli::CompletionCommand as C;
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let shell = match shell {
+        C::Bash => Shell::Bash,
+        C::Fish => Shell::Fish,
+        C::Powershell => Shell::PowerShell,
+        C::Zsh => Shell::Zsh,
+    };
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut crate::cli::Cli::command(), "retcdctl", &mut script);
+    out(script);
 }
 
 /// A Go int64 flag value, with pflag's error text.
