@@ -475,11 +475,10 @@ fn start_joining_member(cluster: &Cluster, name: &str, peer_port: u16) -> (KillO
     (KillOnDrop(child), format!("http://127.0.0.1:{client_port}"))
 }
 
-/// MemberAdd, retried (at most 30 s) while the cluster answers "unhealthy
-/// cluster": etcd's strict reconfiguration check wants every voter linked
-/// for 5 s, which a cluster just started or just grown is not.
+/// MemberAdd, retried through etcd's 5 s health interval (see
+/// [`retcd_testkit::reconfigure`]).
 async fn member_add(
-    admin: &mut retcd_api::etcdserverpb::cluster_client::ClusterClient<tonic::transport::Channel>,
+    admin: &retcd_api::etcdserverpb::cluster_client::ClusterClient<tonic::transport::Channel>,
     peer_port: u16,
     is_learner: bool,
 ) -> Result<retcd_api::etcdserverpb::MemberAddResponse, tonic::Status> {
@@ -487,15 +486,11 @@ async fn member_add(
         peer_ur_ls: vec![format!("http://127.0.0.1:{peer_port}")],
         is_learner,
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match admin.member_add(req.clone()).await {
-            Err(e) if e.message() == "etcdserver: unhealthy cluster" && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            other => return other.map(tonic::Response::into_inner),
-        }
-    }
+    retcd_testkit::reconfigure(|| {
+        let (mut admin, req) = (admin.clone(), req.clone());
+        async move { admin.member_add(req).await.map(tonic::Response::into_inner) }
+    })
+    .await
 }
 
 /// Membership changes while the cluster serves: a member added with
@@ -518,7 +513,7 @@ async fn members_are_added_promoted_and_removed() {
 
     // A voter joins.
     let peer4 = retcd_testkit::free_port();
-    let added = member_add(&mut admin, peer4, false).await.unwrap();
+    let added = member_add(&admin, peer4, false).await.unwrap();
     let id4 = added.member.unwrap().id;
     assert_eq!(added.members.len(), 4);
     let (mut p4, url4) = start_joining_member(&cluster, "m4", peer4);
@@ -533,12 +528,12 @@ async fn members_are_added_promoted_and_removed() {
     };
     assert_eq!(got.kvs[0].value, b"1");
     // Adding the same peer URL again is refused with etcd's error.
-    let dup = member_add(&mut admin, peer4, false).await.unwrap_err();
+    let dup = member_add(&admin, peer4, false).await.unwrap_err();
     assert_eq!(dup.message(), "etcdserver: Peer URLs already exists");
 
     // A learner joins and is promoted.
     let peer5 = retcd_testkit::free_port();
-    let learner = member_add(&mut admin, peer5, true).await.unwrap().member.unwrap();
+    let learner = member_add(&admin, peer5, true).await.unwrap().member.unwrap();
     assert!(learner.is_learner);
     // Not started, so not in sync: refused, also when asked of a follower
     // (the leader alone tracks progress and is asked).
@@ -574,16 +569,13 @@ async fn members_are_added_promoted_and_removed() {
     assert_eq!(again.message(), "etcdserver: can only promote a learner member");
 
     // The fourth member is removed: it stops, the others keep serving.
-    // Retried while a link is younger than etcd's 5 s health interval.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let left = loop {
-        match admin.member_remove(MemberRemoveRequest { id: id4 }).await {
-            Err(e) if e.message() == "etcdserver: unhealthy cluster" && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            other => break other.unwrap().into_inner(),
-        }
-    };
+    let left = retcd_testkit::reconfigure(|| {
+        let mut admin = admin.clone();
+        async move { admin.member_remove(MemberRemoveRequest { id: id4 }).await }
+    })
+    .await
+    .unwrap()
+    .into_inner();
     assert_eq!(left.members.len(), 4);
     let deadline = Instant::now() + Duration::from_secs(20);
     while p4.try_wait().unwrap().is_none() {

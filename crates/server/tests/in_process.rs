@@ -98,18 +98,14 @@ async fn a_removed_member_stops_itself_and_the_process_goes_on() {
     let removed = (leader + 1) % 3;
     let id = cluster.server(removed).unwrap().settings.member_id;
 
-    let mut members = ClusterClient::connect(cluster.client_url(leader).to_string()).await.unwrap();
-    // etcd's strict reconfiguration check refuses ("unhealthy cluster")
-    // until the links to the others have been up for 5 s.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        match members.member_remove(MemberRemoveRequest { id }).await {
-            Err(e) if e.message() == "etcdserver: unhealthy cluster" && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            other => break other.map(|_| ()).unwrap(),
-        }
-    }
+    let members = ClusterClient::connect(cluster.client_url(leader).to_string()).await.unwrap();
+    // Refused as unhealthy until the links are 5 s old, as etcd's.
+    retcd_testkit::reconfigure(|| {
+        let mut members = members.clone();
+        async move { members.member_remove(MemberRemoveRequest { id }).await }
+    })
+    .await
+    .unwrap();
 
     let etcd = cluster.take(removed).unwrap();
     let reason = tokio::time::timeout(Duration::from_secs(10), etcd.stopped()).await;

@@ -9,13 +9,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use retcd_testkit::{etcdctl, etcdctl_reconfigure, require_tool, Cluster};
 
-use retcd_testkit::{etcdctl, require_tool, Cluster};
-
-/// What an etcdctl run comes to: "ok" or its `Error:` line.
+/// What an etcdctl run against the first member comes to: "ok" or its
+/// `Error:` line.
 fn outcome(cluster: &Cluster, args: &[&str]) -> String {
-    let out = etcdctl(&cluster.members[0].endpoint(), args, None);
+    summary(&etcdctl(&cluster.members[0].endpoint(), args, None))
+}
+
+fn summary(out: &std::process::Output) -> String {
     if out.status.success() {
         return "ok".into();
     }
@@ -26,14 +28,7 @@ fn outcome(cluster: &Cluster, args: &[&str]) -> String {
 /// A member add, retried while the links are too new to count (etcd's
 /// 5 s health interval after start), at most 30 s.
 fn add_when_links_count(cluster: &Cluster, args: &[&str]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = outcome(cluster, args);
-        if got != "Error: etcdserver: unhealthy cluster" || Instant::now() > deadline {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    summary(&etcdctl_reconfigure(&cluster.members[0].endpoint(), args))
 }
 
 /// The id (hex) of the member with peer URL `url`.

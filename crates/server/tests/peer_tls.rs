@@ -14,7 +14,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use retcd_testkit::pki::Pki;
-use retcd_testkit::{etcdctl, free_port, require_tool, spawn_logged, Cluster, MemberSpec};
+use retcd_testkit::{etcdctl, etcdctl_reconfigure, free_port, require_tool, spawn_logged, Cluster, MemberSpec};
 
 fn retcd() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_retcd"))
@@ -88,21 +88,10 @@ fn three_members_over_peer_mutual_tls() {
         let name = format!("intruder{attempt}");
         let (peer_port, client_port) = (free_port(), free_port());
         let peer_url = format!("https://127.0.0.1:{peer_port}");
-        // Retried while the links are younger than etcd's 5 s health
-        // interval (strict reconfiguration check).
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let add = loop {
-            let add = etcdctl(
-                &cluster.members[0].endpoint(),
-                &["member", "add", &name, &format!("--peer-urls={peer_url}")],
-                None,
-            );
-            if add.status.success() || !text(&add).contains("unhealthy cluster") || std::time::Instant::now() > deadline
-            {
-                break add;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        };
+        let add = etcdctl_reconfigure(
+            &cluster.members[0].endpoint(),
+            &["member", "add", &name, &format!("--peer-urls={peer_url}")],
+        );
         assert!(add.status.success(), "{}", text(&add));
         let initial = format!("{},{name}={peer_url}", cluster.initial_cluster());
         let dir = cluster.dir.path().join(format!("{name}.etcd"));

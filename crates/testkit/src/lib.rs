@@ -176,6 +176,49 @@ pub fn etcdctl_command(endpoint: &str, args: &[&str]) -> Command {
     cmd
 }
 
+/// What etcd's strict reconfiguration check answers while a member's links
+/// to the others are younger than its 5 s health interval (just after
+/// start, or after the cluster grew).
+pub const UNHEALTHY: &str = "etcdserver: unhealthy cluster";
+
+/// How long a membership change is retried while it is refused as
+/// [`UNHEALTHY`].
+const LINKS_SETTLE: Duration = Duration::from_secs(30);
+
+/// Runs the membership change `change` again while it is refused as
+/// [`UNHEALTHY`], for at most 30 s; returns its last answer.
+pub async fn reconfigure<T, F, Fut>(mut change: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, tonic::Status>>,
+{
+    let deadline = Instant::now() + LINKS_SETTLE;
+    loop {
+        match change().await {
+            Err(e) if e.message() == UNHEALTHY && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// [`etcdctl`] for a membership change, run again while it fails as
+/// [`UNHEALTHY`], for at most 30 s; returns its last output.
+pub fn etcdctl_reconfigure(endpoint: &str, args: &[&str]) -> Output {
+    let deadline = Instant::now() + LINKS_SETTLE;
+    loop {
+        let out = etcdctl(endpoint, args, None);
+        if out.status.success()
+            || !String::from_utf8_lossy(&out.stderr).contains(UNHEALTHY)
+            || Instant::now() > deadline
+        {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// Waits for a child (bounded), killing it at the deadline, and collects its output.
 pub fn wait_output(mut child: Child, timeout: Duration) -> Output {
     let deadline = Instant::now() + timeout;
